@@ -1,0 +1,56 @@
+# `make run` serves on the embedded default (SQLite, in-memory channel layer).
+# `make test` runs the suite on the embedded default, then again on
+# PostgreSQL + Redis when they answer (always under CI=true).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# The PostgreSQL/Redis leg; override to point at other servers.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-embedded test-services lint format clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py runserver_daphne $(HOST):$(PORT)
+
+test: install test-embedded test-services
+
+test-embedded: install
+	env -u DATABASE_URL -u REDIS_URL SQLITE_PATH=$(CURDIR)/.venv/test-db.sqlite3 \
+		$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-services: install
+	@if DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python manage.py check_services; then \
+		echo "== PostgreSQL + Redis leg =="; \
+		DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest $(PYTEST_ARGS); \
+	elif [ "$$CI" = "true" ]; then \
+		echo "PostgreSQL/Redis leg is mandatory under CI=true, and the services did not answer." >&2; exit 1; \
+	else \
+		echo "PostgreSQL or Redis did not answer: skipped the second leg (set TEST_DATABASE_URL / TEST_REDIS_URL)."; \
+	fi
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py makemigrations --check --dry-run
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) db.sqlite3 db.sqlite3-* .pytest_cache .ruff_cache staticfiles

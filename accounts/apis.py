@@ -1,0 +1,181 @@
+from django.conf import settings
+from django.middleware.csrf import get_token
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_protect, ensure_csrf_cookie
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, permissions, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+from rest_framework_simplejwt.serializers import (
+    TokenBlacklistSerializer,
+    TokenObtainPairSerializer,
+    TokenRefreshSerializer,
+)
+
+from accounts import services
+from accounts.serializers import (
+    DetailSerializer,
+    PasswordResetConfirmSerializer,
+    PasswordResetRequestSerializer,
+    RegisterSerializer,
+    UserSerializer,
+    WsTicketSerializer,
+)
+
+
+class RegisterApi(APIView):
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list = []
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
+
+    @extend_schema(request=RegisterSerializer, responses={201: UserSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = RegisterSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.register_user(**serializer.validated_data)
+        return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+class MeApi(generics.RetrieveUpdateAPIView):
+    serializer_class = UserSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    http_method_names = ["get", "patch", "head", "options"]
+
+    def get_object(self):
+        return self.request.user
+
+
+class PasswordResetApi(APIView):
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list = []
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "password_reset"
+
+    @extend_schema(request=PasswordResetRequestSerializer, responses={200: DetailSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = PasswordResetRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.request_password_reset(email=serializer.validated_data["email"])
+        # The same answer whether or not the address has an account.
+        return Response({"detail": "If the address has an account, a reset e-mail is on its way."})
+
+
+class PasswordResetConfirmApi(APIView):
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(request=PasswordResetConfirmSerializer, responses={200: DetailSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = PasswordResetConfirmSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        services.confirm_password_reset(uid=data["uid"], token=data["token"], new_password=data["new_password"])
+        return Response({"detail": "Your password has been changed."})
+
+
+class WsTicketApi(APIView):
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(request=None, responses={201: WsTicketSerializer})
+    def post(self, request: Request) -> Response:
+        ticket = services.issue_ws_ticket(user=request.user)
+        return Response(
+            {"ticket": ticket, "expires_in": settings.WS_TICKET_TTL_SECONDS}, status=status.HTTP_201_CREATED
+        )
+
+
+# --- Tokens in HttpOnly cookies, for browser front ends ----------------------
+
+
+def _set_token_cookies(response: Response, *, access: str, refresh: str | None) -> None:
+    jwt = settings.SIMPLE_JWT
+    common = {"httponly": True, "secure": settings.JWT_COOKIE_SECURE, "samesite": settings.JWT_COOKIE_SAMESITE}
+    response.set_cookie(
+        settings.JWT_ACCESS_COOKIE, access, max_age=int(jwt["ACCESS_TOKEN_LIFETIME"].total_seconds()), **common
+    )
+    if refresh is not None:
+        response.set_cookie(
+            settings.JWT_REFRESH_COOKIE,
+            refresh,
+            max_age=int(jwt["REFRESH_TOKEN_LIFETIME"].total_seconds()),
+            path="/api/auth/cookie/",
+            **common,
+        )
+
+
+def _delete_token_cookies(response: Response) -> None:
+    response.delete_cookie(settings.JWT_ACCESS_COOKIE, samesite=settings.JWT_COOKIE_SAMESITE)
+    response.delete_cookie(settings.JWT_REFRESH_COOKIE, path="/api/auth/cookie/", samesite=settings.JWT_COOKIE_SAMESITE)
+
+
+class CsrfApi(APIView):
+    """Sets the CSRF cookie that the cookie endpoints check."""
+
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list = []
+
+    @method_decorator(ensure_csrf_cookie)
+    @extend_schema(responses={200: DetailSerializer})
+    def get(self, request: Request) -> Response:
+        return Response({"detail": "CSRF cookie set.", "csrf_token": get_token(request)})
+
+
+@method_decorator(csrf_protect, name="dispatch")
+class CookieLoginApi(APIView):
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list = []
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
+
+    @extend_schema(request=TokenObtainPairSerializer, responses={200: UserSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = TokenObtainPairSerializer(data=request.data)
+        try:
+            serializer.is_valid(raise_exception=True)
+        except TokenError as exc:
+            raise InvalidToken(exc.args[0]) from exc
+        response = Response(UserSerializer(serializer.user).data)
+        _set_token_cookies(response, access=serializer.validated_data["access"],
+                           refresh=serializer.validated_data["refresh"])
+        return response
+
+
+@method_decorator(csrf_protect, name="dispatch")
+class CookieRefreshApi(APIView):
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(request=None, responses={200: DetailSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = TokenRefreshSerializer(data={"refresh": request.COOKIES.get(settings.JWT_REFRESH_COOKIE, "")})
+        try:
+            serializer.is_valid(raise_exception=True)
+        except TokenError as exc:
+            raise InvalidToken(exc.args[0]) from exc
+        response = Response({"detail": "Tokens refreshed."})
+        _set_token_cookies(response, access=serializer.validated_data["access"],
+                           refresh=serializer.validated_data.get("refresh"))
+        return response
+
+
+@method_decorator(csrf_protect, name="dispatch")
+class CookieLogoutApi(APIView):
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(request=None, responses={200: DetailSerializer})
+    def post(self, request: Request) -> Response:
+        refresh = request.COOKIES.get(settings.JWT_REFRESH_COOKIE)
+        if refresh:
+            try:
+                TokenBlacklistSerializer(data={"refresh": refresh}).is_valid(raise_exception=True)
+            except (TokenError, InvalidToken):
+                pass  # Already invalid: logging out still clears the cookies.
+        response = Response({"detail": "Logged out."})
+        _delete_token_cookies(response)
+        return response
+

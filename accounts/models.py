@@ -1,0 +1,21 @@
+from django.contrib.auth.models import AbstractUser, UserManager
+from django.db import models
+from django.db.models.functions import Lower
+
+
+class User(AbstractUser):
+    """A bidder, seller or member of staff."""
+
+    email = models.EmailField("email address")
+    email_notifications = models.BooleanField(
+        default=True, help_text="Send auction notifications (outbid, won, sold) by e-mail."
+    )
+
+    objects = UserManager()
+
+    REQUIRED_FIELDS = ["email"]
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="accounts_user_email_ci_unique"),
+        ]

@@ -1,0 +1,88 @@
+"""Domain errors and the REST framework's error format.
+
+Every error a client can meet carries a machine-readable `code`; people
+read `detail`. Services raise `DomainError` subclasses; the handler below
+turns them, and DRF's own errors, into `{"code": ..., "detail": ...}`.
+"""
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.db import InterfaceError, OperationalError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+class DomainError(Exception):
+    """A rule of the domain refused the request."""
+
+    status_code = status.HTTP_409_CONFLICT
+
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "detail": self.message, **self.extra}
+
+
+class NotFound(DomainError):
+    status_code = status.HTTP_404_NOT_FOUND
+
+
+class Forbidden(DomainError):
+    status_code = status.HTTP_403_FORBIDDEN
+
+
+class InvalidInput(DomainError):
+    status_code = status.HTTP_400_BAD_REQUEST
+
+
+def _first_code(codes: Any) -> str:
+    """The first error code in DRF's nested `get_codes()` structure."""
+    if isinstance(codes, dict):
+        for value in codes.values():
+            return _first_code(value)
+    if isinstance(codes, list) and codes:
+        return _first_code(codes[0])
+    return str(codes) if codes else "invalid"
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, DomainError):
+        return Response(exc.as_dict(), status=exc.status_code)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # The database is unreachable or restarting: tell the client to retry
+        # rather than answering 500.
+        logger.warning("database unavailable: %s", type(exc).__name__)
+        return Response(
+            {"code": "service_unavailable", "detail": "The database is unavailable; retry shortly."},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "2"},
+        )
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = exception_handler(exc, context)
+    if response is None or not isinstance(exc, exceptions.APIException):
+        return response
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = {
+            "code": _first_code(exc.get_codes()),
+            "detail": "Invalid input.",
+            "errors": exc.detail,
+        }
+        if isinstance(exc.detail, list) and exc.detail:
+            response.data["detail"] = str(exc.detail[0])
+    else:
+        response.data = {"code": _first_code(exc.get_codes()), "detail": str(exc.detail)}
+    return response

@@ -1,0 +1,137 @@
+"""Group names and event payloads: the one place that speaks to the channel layer.
+
+A service collects its events in an `Outbox` while it holds the lot's lock;
+`Outbox.flush` stores the lot's events (numbered by `seq`) in the same
+transaction and queues the broadcast for after the commit, so nothing is
+sent for a transaction that rolled back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+
+from bids.models import LotEvent
+from bids.rules import min_next_bid
+
+if TYPE_CHECKING:
+    from lots.models import Lot
+
+logger = logging.getLogger(__name__)
+
+
+def lot_group(lot_id: int) -> str:
+    return f"lot.{lot_id}"
+
+
+def auction_group(slug: str) -> str:
+    return f"auction.{slug}"
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def dumps(payload: dict[str, Any]) -> str:
+    """JSON with Decimal as strings and times in ISO 8601 UTC."""
+    return json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":"))
+
+
+def lot_min_next_bid(lot: Lot):
+    return min_next_bid(
+        starting_price=lot.starting_price, current_price=lot.current_price, fixed_increment=lot.bid_increment
+    )
+
+
+def lot_price_state(lot: Lot, *, high_bidder_username: str | None) -> dict[str, Any]:
+    """The part of a lot's public state that a bid changes."""
+    return {
+        "current_price": lot.current_price,
+        "min_next_bid": lot_min_next_bid(lot),
+        "bid_count": lot.bid_count,
+        "high_bidder": high_bidder_username,
+        "reserve_met": lot.reserve_met,
+        "ends_at": lot.ends_at,
+    }
+
+
+def bid_payload(bid, *, bidder_username: str) -> dict[str, Any]:
+    return {
+        "id": bid.id,
+        "amount": bid.amount,
+        "bidder": bidder_username,
+        "created_at": bid.created_at,
+        "is_proxy": bid.is_proxy,
+    }
+
+
+def lot_result(lot: Lot) -> dict[str, Any]:
+    return {
+        "id": lot.id,
+        "status": lot.status,
+        "winner": lot.winner.username if lot.winner_id else None,
+        "final_price": lot.final_price,
+        "closed_at": lot.closed_at,
+    }
+
+
+@dataclass
+class Outbox:
+    """Events of one lot (and private notifications) produced by one service call."""
+
+    lot: Lot
+    events: list[LotEvent] = field(default_factory=list)
+    notifications: list[tuple[int, str]] = field(default_factory=list)
+
+    def lot_event(self, event_type: str, **payload: Any) -> None:
+        """A public change: takes the lot's next `seq`."""
+        self.lot.seq += 1
+        text = dumps({"type": event_type, "lot_id": self.lot.id, "seq": self.lot.seq, **payload})
+        self.events.append(LotEvent(lot=self.lot, seq=self.lot.seq, type=event_type, text=text))
+
+    def notify(self, user_id: int, event_type: str, **payload: Any) -> None:
+        """A private event for one user's /ws/notifications/ socket."""
+        self.notifications.append((user_id, dumps({"type": event_type, **payload})))
+
+    def flush(self) -> None:
+        """Store the lot events now; broadcast everything after commit."""
+        if self.events:
+            LotEvent.objects.bulk_create(self.events)
+        if not self.events and not self.notifications:
+            return
+        auction_slug = self.lot.auction.slug if self.lot.auction_id else None
+        messages = [(e.seq, e.text) for e in self.events]
+        notifications = list(self.notifications)
+        transaction.on_commit(lambda: broadcast(self.lot.id, auction_slug, messages, notifications))
+
+
+def broadcast(
+    lot_id: int, auction_slug: str | None, events: list[tuple[int, str]], notifications: list[tuple[int, str]]
+) -> None:
+    """Send committed events to the lot's room, its sale's room and users."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(_send_all)(layer, lot_id, auction_slug, events, notifications)
+    except Exception:
+        # The change is committed and stored; watchers that miss it catch up
+        # from the stored events when they notice the gap in `seq`.
+        logger.exception("broadcast failed for lot %s", lot_id)
+
+
+async def _send_all(layer, lot_id, auction_slug, events, notifications) -> None:
+    for seq, text in events:
+        message = {"type": "lot.event", "lot_id": lot_id, "seq": seq, "text": text}
+        await layer.group_send(lot_group(lot_id), message)
+        if auction_slug:
+            await layer.group_send(auction_group(auction_slug), message)
+    for user_id, text in notifications:
+        await layer.group_send(user_group(user_id), {"type": "user.event", "text": text})

@@ -1,0 +1,9 @@
+from auction_site.exceptions import DomainError, InvalidInput
+
+
+class BidRejected(DomainError):
+    """A bid (or buy-now) the rules refuse; 409, and BID_REJECTED on a socket."""
+
+
+class InvalidBid(BidRejected, InvalidInput):
+    """A malformed bid (bad amount); 400 over REST."""

@@ -1,0 +1,65 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from lots.models import MONEY, Lot
+
+
+class Bid(models.Model):
+    """An accepted bid. Append-only: never updated or deleted."""
+
+    lot = models.ForeignKey(Lot, on_delete=models.PROTECT, related_name="bids")
+    bidder = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="bids")
+    # The visible price this bid stands at.
+    amount = models.DecimalField(**MONEY)
+    # The bidder's hidden ceiling for proxy bidding; never shown to others.
+    max_amount = models.DecimalField(**MONEY, null=True, blank=True)
+    # Placed by the system for a proxy bidder answering a challenger.
+    is_proxy = models.BooleanField(default=False)
+    # The leader raised their hidden maximum: no public change, not in the history.
+    raises_max_only = models.BooleanField(default=False)
+    is_buy_now = models.BooleanField(default=False)
+    idempotency_key = models.CharField(max_length=100, null=True, blank=True)
+    # What the client asked for, to tell a retry from a reuse of its key.
+    request_hash = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["lot", "-id"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="bid_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(max_amount__isnull=True) | Q(max_amount__gte=F("amount")), name="bid_max_at_least_amount"
+            ),
+            models.UniqueConstraint(
+                fields=["bidder", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="bid_idempotency_key_unique_per_bidder",
+            ),
+            models.CheckConstraint(
+                condition=Q(is_proxy=False) | Q(idempotency_key__isnull=True), name="bid_proxy_has_no_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} by {self.bidder_id} on lot {self.lot_id}"
+
+
+class LotEvent(models.Model):
+    """A public change of a lot, as broadcast, numbered by the lot's `seq`.
+
+    Written in the same transaction as the change, so a reconnecting client
+    can be sent exactly what it missed.
+    """
+
+    lot = models.ForeignKey(Lot, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveBigIntegerField()
+    type = models.CharField(max_length=32)
+    # The frame exactly as sent: serialized once, replayed byte for byte.
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["lot", "seq"]
+        constraints = [models.UniqueConstraint(fields=["lot", "seq"], name="lot_event_seq_unique")]

@@ -1,0 +1,49 @@
+"""The pure arithmetic of bidding: increments, minimum bids, money checks."""
+
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+
+from bids.exceptions import InvalidBid
+
+CENT = Decimal("0.01")
+
+
+def increment_for(price: Decimal, fixed: Decimal | None = None) -> Decimal:
+    """The minimum raise over `price`: the lot's fixed increment, else the table's."""
+    if fixed is not None:
+        return fixed
+    for under, increment in settings.AUCTION_BID_INCREMENTS:
+        if under is None or price < under:
+            return increment
+    raise AssertionError("AUCTION_BID_INCREMENTS must end with an open-ended row")
+
+
+def min_next_bid(*, starting_price: Decimal, current_price: Decimal | None, fixed_increment: Decimal | None) -> Decimal:
+    if current_price is None:
+        return starting_price
+    return current_price + increment_for(current_price, fixed_increment)
+
+
+def currency_places(currency: str) -> int:
+    return settings.AUCTION_CURRENCIES.get(currency, 2)
+
+
+def parse_money(value: object, *, field: str = "amount", places: int = 2) -> Decimal:
+    """A positive, finite amount with at most `places` decimals, or `invalid_amount`."""
+    if isinstance(value, bool) or isinstance(value, float):
+        # Floats have already lost precision; money travels as strings.
+        raise InvalidBid("invalid_amount", f"{field} must be a decimal string such as \"150.00\".", field=field)
+    try:
+        amount = Decimal(str(value).strip()) if isinstance(value, (str, int, Decimal)) else None
+    except InvalidOperation:
+        amount = None
+    if amount is None or not amount.is_finite():
+        raise InvalidBid("invalid_amount", f"{field} is not a number.", field=field)
+    if amount <= 0:
+        raise InvalidBid("invalid_amount", f"{field} must be positive.", field=field)
+    if amount > settings.AUCTION_MAX_AMOUNT:
+        raise InvalidBid("invalid_amount", f"{field} is too large.", field=field)
+    if amount.as_tuple().exponent < -places and amount != amount.quantize(Decimal(1).scaleb(-places)):
+        raise InvalidBid("invalid_amount", f"{field} has more than {places} decimal places.", field=field)
+    return amount.quantize(CENT)

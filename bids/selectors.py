@@ -1,0 +1,24 @@
+"""Reads of bids and of a lot's event log."""
+
+from django.db.models import QuerySet
+
+from bids.models import Bid, LotEvent
+
+
+def list_public_bids(*, lot_id: int) -> QuerySet[Bid]:
+    """A lot's bids as the public sees them: newest first, no private max raises."""
+    return Bid.objects.filter(lot_id=lot_id, raises_max_only=False).select_related("bidder").order_by("-id")
+
+
+def list_user_bids(*, user) -> QuerySet[Bid]:
+    return Bid.objects.filter(bidder=user).select_related("lot").order_by("-id")
+
+
+def list_events_since(*, lot_id: int, since: int, limit: int) -> list[str] | None:
+    """The stored frames after `since`, in order; None if more than `limit` are missing."""
+    texts = list(
+        LotEvent.objects.filter(lot_id=lot_id, seq__gt=since).order_by("seq").values_list("text", flat=True)[
+            : limit + 1
+        ]
+    )
+    return None if len(texts) > limit else texts

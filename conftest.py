@@ -1,0 +1,143 @@
+"""Fixtures shared by every app's tests, and the rules of the two test legs.
+
+The first leg runs on the embedded default (SQLite, in-memory layer); the
+second on PostgreSQL + Redis. Tests marked `services` need the second leg;
+under CI=true a skipped `services` or `browser` test there is a failure.
+"""
+
+import os
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
+
+ON_SERVICES = settings.DATABASES["default"]["ENGINE"].endswith("postgresql") and bool(settings.REDIS_URL)
+UNDER_CI = os.environ.get("CI", "").lower() == "true"
+MANDATORY_UNDER_CI = ("services", "browser")
+PASSWORD = "correct-horse-battery-staple"
+
+
+def pytest_collection_modifyitems(config, items):
+    if ON_SERVICES:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL + Redis: runs in the second leg of `make test`")
+    for item in items:
+        if "services" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if (
+        UNDER_CI
+        and ON_SERVICES
+        and report.skipped
+        and any(item.get_closest_marker(name) for name in MANDATORY_UNDER_CI)
+    ):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, where it must run: {report.longrepr}"
+    return report
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if UNDER_CI and ON_SERVICES and exitstatus == 0:
+        ran = getattr(session.config, "_services_tests_run", 0)
+        if ran == 0:
+            session.exitstatus = 1
+            print("\nCI=true: the PostgreSQL/Redis leg ran no `services` test.")
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.passed and "services" in report.keywords:
+        config = pytest_runtest_logreport.config
+        config._services_tests_run = getattr(config, "_services_tests_run", 0) + 1
+
+
+def pytest_configure(config):
+    pytest_runtest_logreport.config = config
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    counter = iter(range(1, 10_000))
+
+    def make(username: str | None = None, *, password: str = PASSWORD, **fields):
+        username = username or f"user{next(counter)}"
+        fields.setdefault("email", f"{username}@example.com")
+        return django_user_model.objects.create_user(username=username, password=password, **fields)
+
+    return make
+
+
+@pytest.fixture
+def bidder(make_user):
+    return make_user("alice")
+
+
+@pytest.fixture
+def other_bidder(make_user):
+    return make_user("bob")
+
+
+@pytest.fixture
+def third_bidder(make_user):
+    return make_user("carol")
+
+
+@pytest.fixture
+def seller(make_user):
+    return make_user("sam_seller")
+
+
+@pytest.fixture
+def staff_user(make_user):
+    return make_user("stella_staff", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def api_client():
+    return APIClient()
+
+
+def access_token_for(user) -> str:
+    return str(RefreshToken.for_user(user).access_token)
+
+
+@pytest.fixture
+def client_for():
+    """An API client that sends `user`'s JWT access token."""
+
+    def make(user) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {access_token_for(user)}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def make_lot(seller):
+    """Create lots through the service, open now and ending in an hour by default."""
+    from lots.services import create_lot
+
+    def make(**fields):
+        fields.setdefault("seller", seller)
+        fields.setdefault("title", "Art deco lamp")
+        fields.setdefault("starting_price", Decimal("10.00"))
+        fields.setdefault("ends_at", timezone.now() + timedelta(hours=1))
+        return create_lot(**fields)
+
+    return make

@@ -1,0 +1,148 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+class Auction(models.Model):
+    """A sale: a catalogue of lots run together."""
+
+    title = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    description = models.TextField(blank=True)
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(starts_at__isnull=True) | Q(ends_at__isnull=True) | Q(ends_at__gt=F("starts_at")),
+                name="auction_ends_after_start",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class LotStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    SCHEDULED = "scheduled", "Scheduled"
+    OPEN = "open", "Open"
+    CLOSED = "closed", "Closed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+MONEY = {"max_digits": 12, "decimal_places": 2}
+
+
+class Lot(models.Model):
+    """One item under the hammer. Its row is the lock every bid takes."""
+
+    seller = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="lots_selling")
+    auction = models.ForeignKey(Auction, on_delete=models.PROTECT, null=True, blank=True, related_name="lots")
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    image = models.ImageField(upload_to="lots/", blank=True)
+    currency = models.CharField(max_length=3)
+
+    starting_price = models.DecimalField(**MONEY)
+    reserve_price = models.DecimalField(**MONEY, null=True, blank=True)
+    buy_now_price = models.DecimalField(**MONEY, null=True, blank=True)
+    bid_increment = models.DecimalField(
+        **MONEY, null=True, blank=True, help_text="A fixed increment instead of the default table."
+    )
+
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField(help_text="When bidding ends; soft close may move it up to the hard end.")
+    hard_ends_at = models.DateTimeField(help_text="Soft close never moves the end past this.")
+    soft_close_seconds = models.PositiveIntegerField(
+        default=0, help_text="A bid in the last N seconds extends the end to now + N (0: off)."
+    )
+
+    status = models.CharField(max_length=10, choices=LotStatus.choices, default=LotStatus.DRAFT, db_index=True)
+    current_price = models.DecimalField(**MONEY, null=True, blank=True)
+    high_bidder = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    # The leader's hidden maximum; never shown to anyone else.
+    high_max_amount = models.DecimalField(**MONEY, null=True, blank=True)
+    bid_count = models.PositiveIntegerField(default=0)
+    winner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="lots_won"
+    )
+    final_price = models.DecimalField(**MONEY, null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    # One more with every public change; clients use it to find missed events.
+    seq = models.PositiveBigIntegerField(default=0)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["ends_at", "id"]
+        indexes = [models.Index(fields=["status", "ends_at"]), models.Index(fields=["status", "starts_at"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(starting_price__gt=0), name="lot_starting_price_positive"),
+            models.CheckConstraint(
+                condition=Q(reserve_price__isnull=True) | Q(reserve_price__gte=F("starting_price")),
+                name="lot_reserve_at_least_start",
+            ),
+            models.CheckConstraint(
+                condition=Q(buy_now_price__isnull=True) | Q(buy_now_price__gt=F("starting_price")),
+                name="lot_buy_now_above_start",
+            ),
+            models.CheckConstraint(
+                condition=Q(buy_now_price__isnull=True)
+                | Q(reserve_price__isnull=True)
+                | Q(buy_now_price__gte=F("reserve_price")),
+                name="lot_buy_now_at_least_reserve",
+            ),
+            models.CheckConstraint(
+                condition=Q(bid_increment__isnull=True) | Q(bid_increment__gt=0), name="lot_increment_positive"
+            ),
+            models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")), name="lot_ends_after_start"),
+            models.CheckConstraint(condition=Q(hard_ends_at__gte=F("ends_at")), name="lot_hard_end_not_before_end"),
+            models.CheckConstraint(
+                condition=Q(current_price__isnull=True) | Q(current_price__gte=F("starting_price")),
+                name="lot_price_at_least_start",
+            ),
+            models.CheckConstraint(
+                condition=Q(high_max_amount__isnull=True) | Q(high_max_amount__gte=F("current_price")),
+                name="lot_max_at_least_price",
+            ),
+            models.CheckConstraint(
+                condition=Q(bid_count=0, current_price__isnull=True, high_bidder__isnull=True)
+                | Q(bid_count__gt=0, current_price__isnull=False, high_bidder__isnull=False),
+                name="lot_price_and_leader_with_bids",
+            ),
+            models.CheckConstraint(
+                condition=Q(winner__isnull=True) | Q(status="closed", final_price__isnull=False),
+                name="lot_winner_only_when_closed",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=["closed", "cancelled"]) | Q(closed_at__isnull=False),
+                name="lot_ended_has_closed_at",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def reserve_met(self) -> bool:
+        if self.reserve_price is None:
+            return True
+        return self.current_price is not None and self.current_price >= self.reserve_price
+
+
+class Watch(models.Model):
+    """A user following a lot (a watchlist)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="watches")
+    lot = models.ForeignKey(Lot, on_delete=models.CASCADE, related_name="watches")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "lot"], name="watch_once_per_user")]

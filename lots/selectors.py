@@ -1,0 +1,41 @@
+"""Reads of lots and auctions, shaped for their callers."""
+
+from django.db.models import Q, QuerySet
+
+from lots.models import Auction, Lot, LotStatus
+
+
+def lots_with_people() -> QuerySet[Lot]:
+    """Lots with the users and sale their public state names, in one query."""
+    return Lot.objects.select_related("seller", "high_bidder", "winner", "auction")
+
+
+def list_public_lots() -> QuerySet[Lot]:
+    """Lots anyone may see: everything but drafts."""
+    return lots_with_people().exclude(status=LotStatus.DRAFT)
+
+
+def list_visible_lots(*, user) -> QuerySet[Lot]:
+    """Public lots, plus the user's own drafts (all drafts for staff)."""
+    lots = lots_with_people()
+    if user.is_authenticated and user.is_staff:
+        return lots
+    if user.is_authenticated:
+        return lots.filter(~Q(status=LotStatus.DRAFT) | Q(seller=user))
+    return lots.exclude(status=LotStatus.DRAFT)
+
+
+def get_lot(*, lot_id: int) -> Lot | None:
+    return lots_with_people().filter(pk=lot_id).first()
+
+
+def list_watchlist(*, user) -> QuerySet[Lot]:
+    return lots_with_people().filter(watches__user=user).order_by("-watches__created_at")
+
+
+def list_won_lots(*, user) -> QuerySet[Lot]:
+    return lots_with_people().filter(winner=user).order_by("-closed_at")
+
+
+def list_auctions() -> QuerySet[Auction]:
+    return Auction.objects.all()

@@ -1,0 +1,256 @@
+"""Lot lifecycle: create, edit, open, close, cancel, watch.
+
+Every writer of a lot takes its row lock through `lock_lot`, the same lock
+the bid service takes, so a close and a bid never interleave.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from auction_site.exceptions import InvalidInput, NotFound
+from bids.events import Outbox, lot_result
+from bids.rules import currency_places, parse_money
+from lots.exceptions import LotActionRefused, NotLotManager
+from lots.models import Auction, Lot, LotStatus, Watch
+
+PRICE_FIELDS = ("currency", "starting_price", "reserve_price", "buy_now_price", "bid_increment")
+ENDED = (LotStatus.CLOSED, LotStatus.CANCELLED)
+
+
+def locked_lots():
+    """Lots with their rows locked (only the lot table's row, not joined ones)."""
+    return Lot.objects.select_for_update(of=("self",)).select_related("auction", "high_bidder", "seller")
+
+
+def lock_lot(lot_id: int) -> Lot:
+    """The lot, its row locked until the transaction ends. Raises `lot_not_found`."""
+    try:
+        return locked_lots().get(pk=lot_id)
+    except (Lot.DoesNotExist, ValueError, TypeError):
+        raise NotFound("lot_not_found", "No such lot.") from None
+
+
+def ensure_can_manage(*, lot: Lot, actor) -> None:
+    """Only the seller or staff manage a lot; `actor=None` is the system clock."""
+    if actor is not None and not (actor.is_staff or actor.pk == lot.seller_id):
+        raise NotLotManager("not_lot_manager", "Only the seller or staff can manage this lot.")
+
+
+def _validate_money(data: dict[str, Any], currency: str) -> dict[str, Any]:
+    places = currency_places(currency)
+    cleaned = {}
+    for field in ("starting_price", "reserve_price", "buy_now_price", "bid_increment"):
+        if field in data:
+            value = data[field]
+            cleaned[field] = None if value is None else parse_money(value, field=field, places=places)
+    return cleaned
+
+
+def _check_lot_rules(lot: Lot) -> None:
+    """The invariants of a lot's prices and times, with clear codes."""
+    if lot.currency not in settings.AUCTION_CURRENCIES:
+        raise InvalidInput("invalid_currency", f"Unsupported currency {lot.currency!r}.", field="currency")
+    if lot.reserve_price is not None and lot.reserve_price < lot.starting_price:
+        raise InvalidInput("invalid_price", "The reserve cannot be below the starting price.", field="reserve_price")
+    if lot.buy_now_price is not None:
+        if lot.buy_now_price <= lot.starting_price:
+            raise InvalidInput("invalid_price", "Buy now must be above the starting price.", field="buy_now_price")
+        if lot.reserve_price is not None and lot.buy_now_price < lot.reserve_price:
+            raise InvalidInput("invalid_price", "Buy now cannot be below the reserve.", field="buy_now_price")
+    if lot.ends_at <= lot.starts_at:
+        raise InvalidInput("invalid_schedule", "The lot must end after it starts.", field="ends_at")
+    if lot.hard_ends_at < lot.ends_at:
+        raise InvalidInput("invalid_schedule", "The hard end cannot be before the end.", field="hard_ends_at")
+
+
+@transaction.atomic
+def create_lot(
+    *,
+    seller,
+    title: str,
+    starting_price: object,
+    ends_at: datetime,
+    description: str = "",
+    currency: str | None = None,
+    reserve_price: object | None = None,
+    buy_now_price: object | None = None,
+    bid_increment: object | None = None,
+    starts_at: datetime | None = None,
+    hard_ends_at: datetime | None = None,
+    soft_close_seconds: int = 0,
+    auction: Auction | None = None,
+    image=None,
+    draft: bool = False,
+    now: datetime | None = None,
+) -> Lot:
+    """Create a lot: a draft, scheduled for `starts_at`, or open now.
+
+    Raises `invalid_amount`, `invalid_price`, `invalid_currency`, `invalid_schedule`.
+    """
+    now = now or timezone.now()
+    currency = (currency or settings.AUCTION_DEFAULT_CURRENCY).upper()
+    money = _validate_money(
+        {"starting_price": starting_price, "reserve_price": reserve_price, "buy_now_price": buy_now_price,
+         "bid_increment": bid_increment},
+        currency,
+    )
+    opens_now = not draft and (starts_at is None or starts_at <= now)
+    starts_at = now if starts_at is None or opens_now else starts_at
+    if ends_at <= now:
+        raise InvalidInput("invalid_schedule", "The lot must end in the future.", field="ends_at")
+    lot = Lot(
+        seller=seller, title=title, description=description, currency=currency, **money,
+        starts_at=starts_at, ends_at=ends_at,
+        hard_ends_at=hard_ends_at or ends_at + settings.AUCTION_DEFAULT_MAX_EXTENSION,
+        soft_close_seconds=soft_close_seconds, auction=auction,
+        status=LotStatus.DRAFT if draft else LotStatus.OPEN if opens_now else LotStatus.SCHEDULED,
+    )
+    if image:
+        lot.image = image
+    _check_lot_rules(lot)
+    lot.save()
+    return lot
+
+
+@transaction.atomic
+def update_lot(*, lot_id: int, actor, changes: dict[str, Any], now: datetime | None = None) -> Lot:
+    """Edit a lot. Price rules are frozen once bidding started. Locks the lot row.
+
+    Raises `not_lot_manager`, `lot_closed`, `lot_has_bids`, `invalid_*`.
+    """
+    lot = lock_lot(lot_id)
+    ensure_can_manage(lot=lot, actor=actor)
+    if lot.status in ENDED:
+        raise LotActionRefused("lot_closed", "An ended lot cannot be edited.")
+    if lot.bid_count and any(field in changes for field in PRICE_FIELDS):
+        raise LotActionRefused("lot_has_bids", "Prices cannot change once bidding has started.")
+    if lot.status == LotStatus.OPEN and "starts_at" in changes:
+        raise LotActionRefused("lot_open", "An open lot's start cannot change.")
+    currency = str(changes.get("currency", lot.currency)).upper()
+    money = _validate_money(changes, currency)
+    for field, value in {**changes, **money, "currency": currency}.items():
+        setattr(lot, field, value)
+    if "ends_at" in changes and "hard_ends_at" not in changes and lot.hard_ends_at < lot.ends_at:
+        lot.hard_ends_at = lot.ends_at + settings.AUCTION_DEFAULT_MAX_EXTENSION
+    if lot.status == LotStatus.OPEN and lot.ends_at <= (now or timezone.now()):
+        raise InvalidInput("invalid_schedule", "An open lot must end in the future.", field="ends_at")
+    _check_lot_rules(lot)
+    outbox = Outbox(lot)
+    if lot.status == LotStatus.OPEN:
+        outbox.lot_event("LOT_UPDATED", lot=lot_public_times(lot))
+    lot.save()
+    outbox.flush()
+    return lot
+
+
+def lot_public_times(lot: Lot) -> dict[str, Any]:
+    return {"status": lot.status, "starts_at": lot.starts_at, "ends_at": lot.ends_at, "title": lot.title}
+
+
+@transaction.atomic
+def delete_lot(*, lot_id: int, actor) -> None:
+    """Delete a lot nobody has bid on. Raises `not_lot_manager`, `lot_has_bids`."""
+    lot = lock_lot(lot_id)
+    ensure_can_manage(lot=lot, actor=actor)
+    if lot.bid_count or lot.bids.exists():
+        raise LotActionRefused("lot_has_bids", "A lot with bids cannot be deleted; cancel it instead.")
+    lot.delete()
+
+
+@transaction.atomic
+def open_lot(*, lot_id: int, actor, now: datetime | None = None) -> Lot:
+    """Open a draft or scheduled lot now. Raises `not_lot_manager`, `lot_open`, `lot_closed`, `invalid_schedule`."""
+    lot = lock_lot(lot_id)
+    ensure_can_manage(lot=lot, actor=actor)
+    now = now or timezone.now()
+    if lot.status == LotStatus.OPEN:
+        raise LotActionRefused("lot_open", "The lot is already open.")
+    if lot.status in ENDED:
+        raise LotActionRefused("lot_closed", "The lot has ended.")
+    if lot.ends_at <= now:
+        raise InvalidInput("invalid_schedule", "The lot's end has passed; move it first.", field="ends_at")
+    return _open(lot=lot, now=now)
+
+
+def _open(*, lot: Lot, now: datetime) -> Lot:
+    lot.status = LotStatus.OPEN
+    lot.starts_at = min(lot.starts_at, now)
+    outbox = Outbox(lot)
+    outbox.lot_event("LOT_OPENED", lot=lot_public_times(lot))
+    lot.save(update_fields=["status", "starts_at", "seq", "updated_at"])
+    outbox.flush()
+    return lot
+
+
+def finish_lot(*, lot: Lot, outbox: Outbox, now: datetime) -> None:
+    """Close a locked, open lot: the leader wins if the reserve is met."""
+    lot.status = LotStatus.CLOSED
+    lot.closed_at = now
+    if lot.bid_count and lot.reserve_met:
+        lot.winner = lot.high_bidder
+        lot.final_price = lot.current_price
+    outbox.lot_event("AUCTION_ENDED", lot=lot_result(lot))
+    lot.save(update_fields=["status", "closed_at", "winner", "final_price", "seq", "updated_at"])
+    notice = {"lot_id": lot.id, "title": lot.title, "final_price": lot.final_price}
+    if lot.winner_id:
+        outbox.notify(lot.winner_id, "WON", **notice)
+        outbox.notify(lot.seller_id, "LOT_SOLD", **notice, winner=lot.winner.username)
+    else:
+        outbox.notify(lot.seller_id, "LOT_UNSOLD", **notice, reserve_met=lot.reserve_met, bid_count=lot.bid_count)
+
+
+@transaction.atomic
+def close_lot(*, lot_id: int, actor, now: datetime | None = None) -> Lot:
+    """Close an open lot now, deciding the winner, exactly once. Locks the lot row.
+
+    Raises `not_lot_manager`, `lot_not_open`, `lot_closed`.
+    """
+    lot = lock_lot(lot_id)
+    ensure_can_manage(lot=lot, actor=actor)
+    if lot.status in ENDED:
+        raise LotActionRefused("lot_closed", "The lot has already ended.")
+    if lot.status != LotStatus.OPEN:
+        raise LotActionRefused("lot_not_open", "Only an open lot can be closed; cancel it instead.")
+    outbox = Outbox(lot)
+    finish_lot(lot=lot, outbox=outbox, now=now or timezone.now())
+    outbox.flush()
+    return lot
+
+
+@transaction.atomic
+def cancel_lot(*, lot_id: int, actor, now: datetime | None = None) -> Lot:
+    """End a lot with no winner. Locks the lot row. Raises `not_lot_manager`, `lot_closed`."""
+    lot = lock_lot(lot_id)
+    ensure_can_manage(lot=lot, actor=actor)
+    if lot.status in ENDED:
+        raise LotActionRefused("lot_closed", "The lot has already ended.")
+    lot.status = LotStatus.CANCELLED
+    lot.closed_at = now or timezone.now()
+    outbox = Outbox(lot)
+    outbox.lot_event("AUCTION_ENDED", lot=lot_result(lot))
+    if lot.high_bidder_id:
+        outbox.notify(lot.high_bidder_id, "LOT_CANCELLED", lot_id=lot.id, title=lot.title)
+    lot.save(update_fields=["status", "closed_at", "seq", "updated_at"])
+    outbox.flush()
+    return lot
+
+
+def watch_lot(*, lot_id: int, user) -> Watch:
+    """Add a lot to the user's watchlist (idempotent). Raises `lot_not_found`."""
+    if not Lot.objects.filter(pk=lot_id).exists():
+        raise NotFound("lot_not_found", "No such lot.")
+    try:
+        watch, _ = Watch.objects.get_or_create(user=user, lot_id=lot_id)
+    except IntegrityError:
+        watch = Watch.objects.get(user=user, lot_id=lot_id)
+    return watch
+
+
+def unwatch_lot(*, lot_id: int, user) -> None:
+    Watch.objects.filter(user=user, lot_id=lot_id).delete()
