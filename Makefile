@@ -25,7 +25,7 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
-	$(BIN)/python manage.py runserver_daphne $(HOST):$(PORT)
+	$(BIN)/daphne -b $(HOST) -p $(PORT) auction_site.asgi:application
 
 test: install test-embedded test-services
 

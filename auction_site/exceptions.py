@@ -55,6 +55,19 @@ def _first_code(codes: Any) -> str:
     return str(codes) if codes else "invalid"
 
 
+def _first_message(detail: Any) -> str:
+    """The first human-readable message in DRF's nested error detail."""
+    if isinstance(detail, dict):
+        for field, value in detail.items():
+            message = _first_message(value)
+            if field == "non_field_errors" or message.startswith(field):
+                return message
+            return f"{field}: {message}"
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    return str(detail) or "Invalid input."
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DomainError):
         return Response(exc.as_dict(), status=exc.status_code)
@@ -78,11 +91,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, exceptions.ValidationError):
         response.data = {
             "code": _first_code(exc.get_codes()),
-            "detail": "Invalid input.",
+            "detail": _first_message(exc.detail),
             "errors": exc.detail,
         }
-        if isinstance(exc.detail, list) and exc.detail:
-            response.data["detail"] = str(exc.detail[0])
     else:
         response.data = {"code": _first_code(exc.get_codes()), "detail": str(exc.detail)}
     return response

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.urls import auth_urlpatterns, users_urlpatterns
 from auction_site.health import HealthApi
+from lots.urls import auction_urlpatterns, lot_urlpatterns, me_urlpatterns
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -14,6 +15,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/auth/", include(auth_urlpatterns)),
     path("api/users/", include(users_urlpatterns)),
+    path("api/users/", include(me_urlpatterns)),
+    path("api/lots/", include(lot_urlpatterns)),
+    path("api/auctions/", include(auction_urlpatterns)),
     path("api-auth/", include("rest_framework.urls")),
 ]
 

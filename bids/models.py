@@ -63,3 +63,6 @@ class LotEvent(models.Model):
     class Meta:
         ordering = ["lot", "seq"]
         constraints = [models.UniqueConstraint(fields=["lot", "seq"], name="lot_event_seq_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.seq} of lot {self.lot_id}"

@@ -7,6 +7,8 @@ from django.conf import settings
 from bids.exceptions import InvalidBid
 
 CENT = Decimal("0.01")
+# Longer strings cannot be a sensible amount; refuse them before parsing.
+MAX_AMOUNT_CHARS = 40
 
 
 def increment_for(price: Decimal, fixed: Decimal | None = None) -> Decimal:
@@ -31,12 +33,18 @@ def currency_places(currency: str) -> int:
 
 def parse_money(value: object, *, field: str = "amount", places: int = 2) -> Decimal:
     """A positive, finite amount with at most `places` decimals, or `invalid_amount`."""
-    if isinstance(value, bool) or isinstance(value, float):
-        # Floats have already lost precision; money travels as strings.
-        raise InvalidBid("invalid_amount", f"{field} must be a decimal string such as \"150.00\".", field=field)
-    try:
-        amount = Decimal(str(value).strip()) if isinstance(value, (str, int, Decimal)) else None
-    except InvalidOperation:
+    if isinstance(value, bool):
+        amount = None
+    elif isinstance(value, float):
+        # A JSON number's shortest repr is exactly what the client wrote, so
+        # 150.55 stays 150.55; one that float could not hold fails below.
+        amount = Decimal(repr(value))
+    elif isinstance(value, (str, int, Decimal)) and len(str(value)) <= MAX_AMOUNT_CHARS:
+        try:
+            amount = Decimal(str(value).strip())
+        except InvalidOperation:
+            amount = None
+    else:
         amount = None
     if amount is None or not amount.is_finite():
         raise InvalidBid("invalid_amount", f"{field} is not a number.", field=field)

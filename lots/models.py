@@ -146,3 +146,6 @@ class Watch(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "lot"], name="watch_once_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} watches {self.lot_id}"

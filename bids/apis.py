@@ -1,0 +1,71 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, permissions, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from auction_site.exceptions import InvalidInput, NotFound
+from bids import selectors, services
+from bids.serializers import BidInputSerializer, BidOutcomeSerializer, BidSerializer, MyBidSerializer
+from lots.selectors import get_lot, list_visible_lots
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    description="Retries with the same key return the first outcome and create nothing (max 100 characters).",
+)
+
+
+def idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 100:
+        raise InvalidInput("invalid_idempotency_key", "Idempotency-Key must be 1 to 100 characters.")
+    return key
+
+
+def outcome_response(request: Request, outcome: services.BidOutcome) -> Response:
+    lot = get_lot(lot_id=outcome.lot.pk)
+    data = BidOutcomeSerializer(
+        {"bid": outcome.bid, "lot": lot, "leading": outcome.leading, "replayed": outcome.replayed},
+        context={"request": request},
+    ).data
+    return Response(data, status=status.HTTP_201_CREATED)
+
+
+class LotBidsApi(generics.ListAPIView):
+    """GET: the lot's bids, newest first. POST: place a bid."""
+
+    serializer_class = BidSerializer
+    filter_backends: list = []
+
+    def get_queryset(self):
+        lot_id = self.kwargs["lot_id"]
+        if not list_visible_lots(user=self.request.user).filter(pk=lot_id).exists():
+            raise NotFound("lot_not_found", "No such lot.")
+        return selectors.list_public_bids(lot_id=lot_id)
+
+    @extend_schema(request=BidInputSerializer, responses={201: BidOutcomeSerializer}, parameters=[IDEMPOTENCY_HEADER])
+    def post(self, request: Request, lot_id: int) -> Response:
+        serializer = BidInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        outcome = services.place_bid(
+            lot_id=lot_id, bidder=request.user, idempotency_key=idempotency_key(request), **serializer.validated_data
+        )
+        return outcome_response(request, outcome)
+
+
+class BuyNowApi(APIView):
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(request=None, responses={201: BidOutcomeSerializer}, parameters=[IDEMPOTENCY_HEADER])
+    def post(self, request: Request, lot_id: int) -> Response:
+        outcome = services.buy_now(lot_id=lot_id, buyer=request.user, idempotency_key=idempotency_key(request))
+        return outcome_response(request, outcome)
+
+
+class MyBidsApi(generics.ListAPIView):
+    serializer_class = MyBidSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    filter_backends: list = []
+
+    def get_queryset(self):
+        return selectors.list_user_bids(user=self.request.user)

@@ -1,0 +1,426 @@
+"""WebSocket consumers: a room per lot, per sale, and per user.
+
+Consumers parse, authorize, call one service or selector, and render. Lot
+events reach every watcher in `seq` order: a late or lost broadcast is
+noticed as a gap and filled from the stored events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from django.utils import timezone
+
+from accounts.middleware import CLOSE_UNAUTHORIZED
+from auction_site.exceptions import DomainError
+from bids import selectors as bid_selectors
+from bids import services as bid_services
+from bids.events import auction_group, dumps, lot_group, lot_min_next_bid, user_group
+from bids.exceptions import BidRejected, InvalidBid
+from bids.presence import get_presence
+from bids.serializers import BidSerializer
+from lots import selectors as lot_selectors
+from lots import services as lot_services
+from lots.serializers import LotSerializer
+
+logger = logging.getLogger(__name__)
+
+CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_BIG = 1009
+MAX_HISTORY = 100
+MAX_REQUEST_ID = 100
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class TokenBucket:
+    """A per-connection message rate limit."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.capacity = rate, burst
+        self.tokens, self.stamp = float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def _query_param(scope, name: str) -> str | None:
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
+    return values[0] if values else None
+
+
+def _user_context(user) -> dict[str, Any]:
+    return {"request": SimpleNamespace(user=user)}
+
+
+@database_sync_to_async
+def _lot_status(lot_id: int, user) -> dict[str, Any] | None:
+    lot = lot_selectors.list_visible_lots(user=user).filter(pk=lot_id).first()
+    if lot is None:
+        return None
+    return {"seq": lot.seq, "lot": LotSerializer(lot, context=_user_context(user)).data}
+
+
+@database_sync_to_async
+def _events_since(lot_id: int, since: int) -> list[str] | None:
+    return bid_selectors.list_events_since(lot_id=lot_id, since=since, limit=settings.WS_REPLAY_LIMIT)
+
+
+@database_sync_to_async
+def _history(lot_id: int, limit: int) -> list[dict]:
+    bids = bid_selectors.list_public_bids(lot_id=lot_id)[:limit]
+    return BidSerializer(bids, many=True).data
+
+
+@database_sync_to_async
+def _place_bid(**kwargs) -> bid_services.BidOutcome:
+    return bid_services.place_bid(**kwargs)
+
+
+@database_sync_to_async
+def _buy_now(**kwargs) -> bid_services.BidOutcome:
+    return bid_services.buy_now(**kwargs)
+
+
+@database_sync_to_async
+def _close_lot(**kwargs) -> None:
+    lot_services.close_lot(**kwargs)
+
+
+class JsonFrameConsumer(AsyncWebsocketConsumer):
+    """Text frames of JSON objects with a `type`; everything else gets an ERROR."""
+
+    handlers: dict[str, str] = {}
+
+    async def websocket_connect(self, message) -> None:
+        self.expiry_task: asyncio.Task | None = None
+        self.bucket = TokenBucket(settings.WS_MESSAGES_PER_SECOND, settings.WS_MESSAGE_BURST)
+        await super().websocket_connect(message)
+
+    async def send_json(self, payload: dict[str, Any]) -> None:
+        await self.send(text_data=dumps(payload))
+
+    async def send_error(self, code: str, message: str, **extra: Any) -> None:
+        await self.send_json({"type": "ERROR", "code": code, "message": message, **extra})
+
+    def watch_token_expiry(self) -> None:
+        """Close with 4401 when the access token that opened the socket expires."""
+        expires_at = self.scope.get("auth_expires_at")
+        if expires_at is None:
+            return
+        delay = (expires_at - timezone.now()).total_seconds()
+        self.expiry_task = asyncio.get_running_loop().create_task(self._close_at_expiry(delay))
+
+    async def _close_at_expiry(self, delay: float) -> None:
+        await asyncio.sleep(max(delay, 0))
+        await self.close(code=CLOSE_UNAUTHORIZED)
+
+    async def disconnect(self, code) -> None:
+        if self.expiry_task is not None:
+            self.expiry_task.cancel()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self.send_error("binary_not_supported", "Send JSON text frames.")
+            return
+        if len(text_data.encode()) > settings.WS_MAX_MESSAGE_BYTES:
+            await self.close(code=CLOSE_TOO_BIG)
+            return
+        if not self.bucket.take():
+            await self.send_error("rate_limited", "Too many messages; slow down.")
+            return
+        try:
+            # Numbers stay exact: floats arrive as their literal text, and NaN or
+            # Infinity as names the amount check refuses.
+            frame = json.loads(text_data, parse_float=str, parse_constant=str)
+        except (ValueError, RecursionError):
+            await self.send_error("invalid_json", "The frame is not valid JSON.")
+            return
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            await self.send_error("invalid_message", "A frame is a JSON object with a string `type`.")
+            return
+        handler = self.handlers.get(frame["type"])
+        if handler is None:
+            await self.send_error("unknown_type", f"Unknown message type {frame['type'][:40]!r}.")
+            return
+        try:
+            await getattr(self, handler)(frame)
+        except ProtocolError as exc:
+            await self.send_error(exc.code, exc.message)
+        except (OperationalError, InterfaceError):
+            logger.warning("database unavailable during %s", frame["type"])
+            await self.send_error("service_unavailable", "The service is briefly unavailable; retry shortly.")
+
+    async def ping(self, frame: dict) -> None:
+        await self.send_json({"type": "PONG", "server_time": timezone.now()})
+
+    def require_user(self):
+        user = self.scope["user"]
+        if not user.is_authenticated:
+            raise ProtocolError("auth_required", "Log in to do this.")
+        return user
+
+
+def _request_id(frame: dict) -> str | None:
+    request_id = frame.get("request_id")
+    if request_id is None:
+        return None
+    if not isinstance(request_id, str) or not 1 <= len(request_id) <= MAX_REQUEST_ID:
+        raise ProtocolError("invalid_request_id", f"request_id must be a string of 1 to {MAX_REQUEST_ID} characters.")
+    return request_id
+
+
+class LotConsumer(JsonFrameConsumer):
+    """/ws/lots/<id>/: a lot's room."""
+
+    handlers = {
+        "NEW_BID": "new_bid",
+        "BUY_NOW": "buy_now",
+        "GET_HISTORY": "get_history",
+        "CLOSE_AUCTION": "close_auction",
+        "PING": "ping",
+    }
+
+    async def connect(self) -> None:
+        self.lot_id = int(self.scope["url_route"]["kwargs"]["lot_id"])
+        self.group = lot_group(self.lot_id)
+        self.last_seq = 0
+        self.pending: dict[int, str] = {}
+        self.gap_task: asyncio.Task | None = None
+        self.send_lock = asyncio.Lock()
+        self.joined = self.present = False
+        user = self.scope["user"]
+        await self.accept()
+        if not user.is_authenticated and not settings.WS_ANONYMOUS_CAN_WATCH:
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return
+        # Join before reading the state: an event committed in between is
+        # then either in the snapshot (and dropped by seq) or delivered.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.joined = True
+        status = await _lot_status(self.lot_id, user)
+        if status is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        await self._send_initial_state(status)
+        self.watch_token_expiry()
+        self.present = True
+        count = await get_presence().join(self.group, self.channel_name)
+        await self.channel_layer.group_send(self.group, {"type": "lot.presence", "count": count})
+
+    async def _send_initial_state(self, status: dict) -> None:
+        since = _query_param(self.scope, "since")
+        if since is not None and since.isdigit() and int(since) <= status["seq"]:
+            missed = await _events_since(self.lot_id, int(since))
+            if missed is not None:
+                self.last_seq = int(since)
+                for text in missed:
+                    await self.send(text_data=text)
+                    self.last_seq += 1
+                return
+        self.last_seq = status["seq"]
+        await self.send_json({"type": "LOT_STATUS", "seq": status["seq"], "server_time": timezone.now(),
+                              "lot": status["lot"]})
+
+    async def disconnect(self, code) -> None:
+        await super().disconnect(code)
+        if self.gap_task is not None:
+            self.gap_task.cancel()
+        if getattr(self, "joined", False):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+        if not getattr(self, "present", False):
+            return
+        with contextlib.suppress(Exception):  # A lost count must not break the close.
+            count = await get_presence().leave(self.group, self.channel_name)
+            await self.channel_layer.group_send(self.group, {"type": "lot.presence", "count": count})
+
+    # --- Events from the group: forwarded in seq order ----------------------
+
+    async def lot_event(self, message: dict) -> None:
+        seq = message["seq"]
+        if seq <= self.last_seq:
+            return
+        self.pending[seq] = message["text"]
+        await self._flush_in_order()
+        if self.pending and (self.gap_task is None or self.gap_task.done()):
+            self.gap_task = asyncio.get_running_loop().create_task(self._fill_gap_later())
+
+    async def _flush_in_order(self) -> None:
+        async with self.send_lock:
+            while self.last_seq + 1 in self.pending:
+                self.last_seq += 1
+                await self.send(text_data=self.pending.pop(self.last_seq))
+
+    async def _fill_gap_later(self) -> None:
+        """An event is missing: wait briefly for it, then read it from the database."""
+        await asyncio.sleep(settings.WS_GAP_WAIT_SECONDS)
+        if not self.pending:
+            return
+        missed = await _events_since(self.lot_id, self.last_seq)
+        async with self.send_lock:
+            if missed is None:
+                status = await _lot_status(self.lot_id, self.scope["user"])
+                self.pending.clear()
+                self.last_seq = status["seq"]
+                await self.send_json({"type": "LOT_STATUS", "seq": status["seq"], "server_time": timezone.now(),
+                                      "lot": status["lot"]})
+                return
+            for text in missed:
+                seq = json.loads(text)["seq"]
+                if seq == self.last_seq + 1:
+                    self.last_seq = seq
+                    await self.send(text_data=text)
+            self.pending = {s: t for s, t in self.pending.items() if s > self.last_seq}
+        await self._flush_in_order()
+
+    async def lot_presence(self, message: dict) -> None:
+        await self.send_json({"type": "USERS_COUNT", "count": message["count"]})
+
+    # --- Client requests -----------------------------------------------------
+
+    async def new_bid(self, frame: dict) -> None:
+        bidder = self.require_user()
+        request_id = _request_id(frame)
+        if "amount" not in frame:
+            raise ProtocolError("invalid_amount", "amount is required.")
+        try:
+            outcome = await _place_bid(lot_id=self.lot_id, bidder=bidder, amount=frame["amount"],
+                                       max_amount=frame.get("max_amount"), idempotency_key=request_id)
+        except BidRejected as exc:
+            await self._send_rejection(request_id, exc)
+            return
+        await self._send_acceptance(request_id, outcome)
+
+    async def buy_now(self, frame: dict) -> None:
+        buyer = self.require_user()
+        request_id = _request_id(frame)
+        try:
+            outcome = await _buy_now(lot_id=self.lot_id, buyer=buyer, idempotency_key=request_id)
+        except BidRejected as exc:
+            await self._send_rejection(request_id, exc)
+            return
+        await self._send_acceptance(request_id, outcome)
+
+    async def _send_rejection(self, request_id: str | None, exc: BidRejected) -> None:
+        if isinstance(exc, InvalidBid):
+            # Malformed input, not a refusal by the rules.
+            await self.send_error(exc.code, exc.message, request_id=request_id)
+            return
+        await self.send_json({"type": "BID_REJECTED", "request_id": request_id, "code": exc.code,
+                              "message": exc.message, "min_next_bid": exc.extra.get("min_next_bid")})
+
+    async def _send_acceptance(self, request_id: str | None, outcome: bid_services.BidOutcome) -> None:
+        bid = outcome.bid
+        await self.send_json({
+            "type": "BID_ACCEPTED",
+            "request_id": request_id,
+            "code": "accepted",
+            "leading": outcome.leading,
+            "replayed": outcome.replayed,
+            "bid": {"id": bid.id, "amount": bid.amount, "max_amount": bid.max_amount, "is_proxy": bid.is_proxy,
+                    "created_at": bid.created_at},
+            "min_next_bid": f"{lot_min_next_bid(outcome.lot):.2f}",
+        })
+
+    async def get_history(self, frame: dict) -> None:
+        limit = frame.get("limit", 20)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_HISTORY:
+            raise ProtocolError("invalid_limit", f"limit must be an integer from 1 to {MAX_HISTORY}.")
+        await self.send_json({"type": "BID_HISTORY", "bids": await _history(self.lot_id, limit)})
+
+    async def close_auction(self, frame: dict) -> None:
+        actor = self.require_user()
+        try:
+            await _close_lot(lot_id=self.lot_id, actor=actor)
+        except DomainError as exc:
+            raise ProtocolError(exc.code, exc.message) from exc
+
+
+@database_sync_to_async
+def _auction_status(slug: str, user) -> dict[str, Any] | None:
+    lots = lot_selectors.list_visible_lots(user=user).filter(auction__slug=slug)
+    auction = lot_selectors.list_auctions().filter(slug=slug).first()
+    if auction is None:
+        return None
+    return {"auction": {"slug": auction.slug, "title": auction.title},
+            "lots": LotSerializer(lots, many=True, context=_user_context(user)).data}
+
+
+class AuctionConsumer(JsonFrameConsumer):
+    """/ws/auctions/<slug>/: every lot event of a sale (each carries its lot_id and seq)."""
+
+    handlers = {"PING": "ping"}
+
+    async def connect(self) -> None:
+        self.group = None
+        user = self.scope["user"]
+        await self.accept()
+        if not user.is_authenticated and not settings.WS_ANONYMOUS_CAN_WATCH:
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return
+        slug = self.scope["url_route"]["kwargs"]["slug"]
+        group = auction_group(slug)
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.group = group
+        status = await _auction_status(slug, user)
+        if status is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        await self.send_json({"type": "AUCTION_STATUS", "server_time": timezone.now(), **status})
+        self.watch_token_expiry()
+
+    async def disconnect(self, code) -> None:
+        await super().disconnect(code)
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def lot_event(self, message: dict) -> None:
+        await self.send(text_data=message["text"])
+
+
+class NotificationConsumer(JsonFrameConsumer):
+    """/ws/notifications/: the logged-in user's own events (OUTBID, WON, ...)."""
+
+    handlers = {"PING": "ping"}
+
+    async def connect(self) -> None:
+        self.group = None
+        user = self.scope["user"]
+        await self.accept()
+        if not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return
+        self.group = user_group(user.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.watch_token_expiry()
+
+    async def disconnect(self, code) -> None:
+        await super().disconnect(code)
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def user_event(self, message: dict) -> None:
+        await self.send(text_data=message["text"])
+

@@ -1,0 +1,44 @@
+from rest_framework import serializers
+
+from bids.fields import MoneyField
+from bids.models import Bid
+from lots.serializers import LotSerializer
+
+
+class BidInputSerializer(serializers.Serializer):
+    amount = MoneyField()
+    max_amount = MoneyField(required=False, allow_null=True, help_text="Hidden ceiling for proxy bidding.")
+
+
+class BidSerializer(serializers.ModelSerializer):
+    """A bid as everyone sees it: never the maximum."""
+
+    bidder = serializers.CharField(source="bidder.username", read_only=True)
+    amount = MoneyField(read_only=True)
+
+    class Meta:
+        model = Bid
+        fields = ["id", "amount", "bidder", "is_proxy", "is_buy_now", "created_at"]
+        read_only_fields = fields
+
+
+class MyBidSerializer(serializers.ModelSerializer):
+    """A bid as its bidder sees it, maximum included."""
+
+    amount = MoneyField(read_only=True)
+    max_amount = MoneyField(read_only=True, allow_null=True)
+    lot_title = serializers.CharField(source="lot.title", read_only=True)
+    lot_status = serializers.CharField(source="lot.status", read_only=True)
+
+    class Meta:
+        model = Bid
+        fields = ["id", "lot", "lot_title", "lot_status", "amount", "max_amount", "is_proxy", "is_buy_now",
+                  "raises_max_only", "created_at"]
+        read_only_fields = fields
+
+
+class BidOutcomeSerializer(serializers.Serializer):
+    bid = MyBidSerializer()
+    lot = LotSerializer()
+    leading = serializers.BooleanField(help_text="False when a proxy maximum outbid you at once.")
+    replayed = serializers.BooleanField(help_text="True when this answers a retried Idempotency-Key.")

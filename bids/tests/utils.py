@@ -1,0 +1,79 @@
+"""Helpers shared by the bidding and lot service tests."""
+
+import asyncio
+import json
+from decimal import Decimal
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from bids.events import lot_group, user_group
+from bids.models import Bid, LotEvent
+from bids.services import place_bid
+
+
+def bid(lot, user, amount, max_amount=None, **kwargs):
+    """Place a bid through the service, amounts as strings like a client sends them."""
+    return place_bid(lot_id=lot.pk, bidder=user, amount=amount, max_amount=max_amount, **kwargs)
+
+
+def lot_events(lot) -> list[dict]:
+    """The lot's stored event frames, in `seq` order."""
+    return [json.loads(text) for text in LotEvent.objects.filter(lot=lot).order_by("seq").values_list("text", flat=True)]
+
+
+def event_types(lot) -> list[str]:
+    return list(LotEvent.objects.filter(lot=lot).order_by("seq").values_list("type", flat=True))
+
+
+def public_bids(lot) -> list[tuple[str, Decimal, bool]]:
+    """(bidder, amount, is_proxy) of the lot's public bids, oldest first."""
+    bids = Bid.objects.filter(lot=lot, raises_max_only=False).select_related("bidder").order_by("id")
+    return [(b.bidder.username, b.amount, b.is_proxy) for b in bids]
+
+
+class Inbox:
+    """Channels added to groups on the real channel layer, read back after the fact."""
+
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        self.groups: dict[str, str] = {}
+
+    def join(self, group: str) -> str:
+        channel = async_to_sync(self.layer.new_channel)()
+        async_to_sync(self.layer.group_add)(group, channel)
+        self.groups[group] = channel
+        return channel
+
+    def watch_user(self, user) -> None:
+        self.join(user_group(user.pk))
+
+    def watch_lot(self, lot) -> None:
+        self.join(lot_group(lot.pk))
+
+    def _drain(self, group: str) -> list[dict]:
+        return async_to_sync(_receive_all)(self.layer, self.groups[group])
+
+    def user_messages(self, user) -> list[dict]:
+        """The private events sent to `user` since the last read, decoded."""
+        return [json.loads(m["text"]) for m in self._drain(user_group(user.pk))]
+
+    def user_types(self, user) -> list[str]:
+        return [m["type"] for m in self.user_messages(user)]
+
+    def lot_messages(self, lot) -> list[dict]:
+        """The raw `lot.event` messages sent to the lot's room since the last read."""
+        return self._drain(lot_group(lot.pk))
+
+    def close(self) -> None:
+        for group, channel in self.groups.items():
+            async_to_sync(self.layer.group_discard)(group, channel)
+
+
+async def _receive_all(layer, channel: str, timeout: float = 0.1) -> list[dict]:
+    messages = []
+    while True:
+        try:
+            messages.append(await asyncio.wait_for(layer.receive(channel), timeout))
+        except TimeoutError:
+            return messages

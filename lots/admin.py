@@ -1,0 +1,96 @@
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from auction_site.exceptions import DomainError
+from bids.models import Bid
+from lots import services
+from lots.models import Auction, Lot, Watch
+
+
+class BidInline(admin.TabularInline):
+    model = Bid
+    fields = ("created_at", "bidder", "amount", "max_amount", "is_proxy", "raises_max_only", "is_buy_now")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("-id",)
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+def _run_on_each(modeladmin, request: HttpRequest, queryset: QuerySet, action, verb: str) -> None:
+    """Apply a lot service to each selected lot, reporting refusals by code."""
+    done = 0
+    for lot_id in queryset.values_list("pk", flat=True):
+        try:
+            action(lot_id=lot_id, actor=request.user)
+            done += 1
+        except DomainError as exc:
+            modeladmin.message_user(request, f"Lot {lot_id}: {exc.message} ({exc.code})", messages.WARNING)
+    if done:
+        modeladmin.message_user(request, f"{verb} {done} lot(s).", messages.SUCCESS)
+
+
+@admin.action(description="Open selected lots now")
+def open_now(modeladmin, request, queryset):
+    _run_on_each(modeladmin, request, queryset, services.open_lot, "Opened")
+
+
+@admin.action(description="Close selected lots now")
+def close_now(modeladmin, request, queryset):
+    _run_on_each(modeladmin, request, queryset, services.close_lot, "Closed")
+
+
+@admin.action(description="Cancel selected lots")
+def cancel(modeladmin, request, queryset):
+    _run_on_each(modeladmin, request, queryset, services.cancel_lot, "Cancelled")
+
+
+@admin.register(Lot)
+class LotAdmin(admin.ModelAdmin):
+    list_display = ("title", "status", "auction", "currency", "current_price", "bid_count", "high_bidder",
+                    "ends_at")
+    list_filter = ("status", "auction")
+    search_fields = ("title", "description", "seller__username")
+    list_select_related = ("auction", "high_bidder")
+    raw_id_fields = ("seller",)
+    inlines = [BidInline]
+    actions = [open_now, close_now, cancel]
+    # The bidding state changes only through the services (under the lot lock).
+    readonly_fields = ("status", "current_price", "high_bidder", "high_max_amount", "bid_count", "winner",
+                       "final_price", "closed_at", "seq", "created_at", "updated_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.bid_count:
+            return (*self.readonly_fields, "currency", "starting_price", "reserve_price", "buy_now_price",
+                    "bid_increment")
+        return self.readonly_fields
+
+
+class LotInline(admin.TabularInline):
+    model = Lot
+    fields = ("title", "status", "current_price", "bid_count", "ends_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Auction)
+class AuctionAdmin(admin.ModelAdmin):
+    list_display = ("title", "slug", "starts_at", "ends_at")
+    prepopulated_fields = {"slug": ("title",)}
+    search_fields = ("title",)
+    inlines = [LotInline]
+
+
+@admin.register(Watch)
+class WatchAdmin(admin.ModelAdmin):
+    list_display = ("user", "lot", "created_at")
+    raw_id_fields = ("user", "lot")

@@ -1,0 +1,126 @@
+from django.db.models import Count
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, permissions, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from auction_site.exceptions import NotFound
+from lots import selectors, services
+from lots.filters import LotFilter
+from lots.permissions import IsStaffOrReadOnly
+from lots.serializers import (
+    AuctionDetailSerializer,
+    AuctionSerializer,
+    LotSerializer,
+    LotUpdateSerializer,
+    LotWriteSerializer,
+)
+
+
+class LotListApi(generics.ListAPIView):
+    """Lots anyone may see; POST creates one with the caller as seller."""
+
+    serializer_class = LotSerializer
+    filterset_class = LotFilter
+    search_fields = ["title", "description"]
+    ordering_fields = ["ends_at", "starts_at", "current_price", "bid_count", "created_at"]
+    ordering = ["ends_at", "id"]
+
+    def get_queryset(self):
+        return selectors.list_visible_lots(user=self.request.user)
+
+    @extend_schema(request=LotWriteSerializer, responses={201: LotSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = LotWriteSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        lot = services.create_lot(seller=request.user, **serializer.validated_data)
+        return Response(LotSerializer(lot, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+
+def _visible_lot(request: Request, lot_id: int):
+    lot = selectors.list_visible_lots(user=request.user).filter(pk=lot_id).first()
+    if lot is None:
+        raise NotFound("lot_not_found", "No such lot.")
+    return lot
+
+
+class LotDetailApi(APIView):
+    serializer_class = LotSerializer
+
+    @extend_schema(responses={200: LotSerializer})
+    def get(self, request: Request, lot_id: int) -> Response:
+        return Response(LotSerializer(_visible_lot(request, lot_id), context={"request": request}).data)
+
+    @extend_schema(request=LotUpdateSerializer, responses={200: LotSerializer})
+    def patch(self, request: Request, lot_id: int) -> Response:
+        serializer = LotUpdateSerializer(data=request.data, partial=True, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        services.update_lot(lot_id=lot_id, actor=request.user, changes=serializer.validated_data)
+        return Response(LotSerializer(selectors.get_lot(lot_id=lot_id), context={"request": request}).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, lot_id: int) -> Response:
+        services.delete_lot(lot_id=lot_id, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class LotActionApi(APIView):
+    """open/, close/ and cancel/: the seller or staff, through the lot services."""
+
+    permission_classes = [permissions.IsAuthenticated]
+    serializer_class = LotSerializer
+    action = None
+    actions = {"open": services.open_lot, "close": services.close_lot, "cancel": services.cancel_lot}
+
+    @extend_schema(request=None, responses={200: LotSerializer})
+    def post(self, request: Request, lot_id: int) -> Response:
+        self.actions[self.action](lot_id=lot_id, actor=request.user)
+        return Response(LotSerializer(selectors.get_lot(lot_id=lot_id), context={"request": request}).data)
+
+
+class WatchApi(APIView):
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(request=None, responses={201: None})
+    def post(self, request: Request, lot_id: int) -> Response:
+        services.watch_lot(lot_id=lot_id, user=request.user)
+        return Response({"lot_id": lot_id, "watching": True}, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, lot_id: int) -> Response:
+        services.unwatch_lot(lot_id=lot_id, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MyWatchlistApi(generics.ListAPIView):
+    serializer_class = LotSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    filter_backends: list = []
+
+    def get_queryset(self):
+        return selectors.list_watchlist(user=self.request.user)
+
+
+class MyWonLotsApi(MyWatchlistApi):
+    def get_queryset(self):
+        return selectors.list_won_lots(user=self.request.user)
+
+
+class AuctionListApi(generics.ListCreateAPIView):
+    serializer_class = AuctionSerializer
+    permission_classes = [IsStaffOrReadOnly]
+    filter_backends: list = []
+
+    def get_queryset(self):
+        return selectors.list_auctions().annotate(lot_count=Count("lots"))
+
+
+class AuctionDetailApi(generics.RetrieveUpdateAPIView):
+    serializer_class = AuctionDetailSerializer
+    permission_classes = [IsStaffOrReadOnly]
+    lookup_field = "slug"
+    http_method_names = ["get", "patch", "head", "options"]
+
+    def get_queryset(self):
+        return selectors.list_auctions().annotate(lot_count=Count("lots"))

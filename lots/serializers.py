@@ -1,0 +1,121 @@
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from bids.events import lot_min_next_bid
+from bids.fields import MoneyField
+from lots.models import Auction, Lot
+from lots.selectors import list_visible_lots
+
+
+def _username(user) -> str | None:
+    return user.username if user is not None else None
+
+
+class LotSerializer(serializers.ModelSerializer):
+    """A lot's public state: the same in REST, LOT_STATUS and the web page."""
+
+    seller = serializers.SerializerMethodField()
+    high_bidder = serializers.SerializerMethodField()
+    winner = serializers.SerializerMethodField()
+    auction = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    starting_price = MoneyField()
+    current_price = MoneyField(allow_null=True)
+    buy_now_price = MoneyField(allow_null=True)
+    bid_increment = MoneyField(allow_null=True)
+    final_price = MoneyField(allow_null=True)
+    min_next_bid = serializers.SerializerMethodField()
+    reserve_met = serializers.BooleanField(read_only=True)
+    has_reserve = serializers.SerializerMethodField()
+    reserve_price = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Lot
+        fields = [
+            "id", "title", "description", "image", "status", "currency", "auction", "seller",
+            "starting_price", "current_price", "min_next_bid", "bid_count", "high_bidder",
+            "has_reserve", "reserve_met", "reserve_price", "buy_now_price", "bid_increment",
+            "starts_at", "ends_at", "hard_ends_at", "soft_close_seconds",
+            "winner", "final_price", "closed_at", "seq",
+        ]
+        read_only_fields = fields
+
+    def get_seller(self, lot: Lot) -> str:
+        return lot.seller.username
+
+    def get_high_bidder(self, lot: Lot) -> str | None:
+        return _username(lot.high_bidder) if lot.high_bidder_id else None
+
+    def get_winner(self, lot: Lot) -> str | None:
+        return _username(lot.winner) if lot.winner_id else None
+
+    @extend_schema_field({"type": "string", "format": "decimal"})
+    def get_min_next_bid(self, lot: Lot) -> str:
+        return f"{lot_min_next_bid(lot):.2f}"
+
+    def get_has_reserve(self, lot: Lot) -> bool:
+        return lot.reserve_price is not None
+
+    @extend_schema_field({"type": "string", "format": "decimal", "nullable": True,
+                          "description": "Only shown to the seller and staff."})
+    def get_reserve_price(self, lot: Lot) -> str | None:
+        user = getattr(self.context.get("request"), "user", None)
+        if lot.reserve_price is None or user is None or not (user.is_staff or user.pk == lot.seller_id):
+            return None
+        return f"{lot.reserve_price:.2f}"
+
+
+class LotWriteSerializer(serializers.Serializer):
+    """What a seller may set; the service applies the rules."""
+
+    title = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=20_000)
+    image = serializers.ImageField(required=False, allow_null=True)
+    currency = serializers.ChoiceField(choices=sorted(settings.AUCTION_CURRENCIES), required=False)
+    auction = serializers.SlugRelatedField(slug_field="slug", queryset=Auction.objects.all(), required=False,
+                                           allow_null=True)
+    starting_price = MoneyField()
+    reserve_price = MoneyField(required=False, allow_null=True)
+    buy_now_price = MoneyField(required=False, allow_null=True)
+    bid_increment = MoneyField(required=False, allow_null=True)
+    starts_at = serializers.DateTimeField(required=False, allow_null=True,
+                                          help_text="Absent or past: the lot opens now.")
+    ends_at = serializers.DateTimeField()
+    hard_ends_at = serializers.DateTimeField(required=False, allow_null=True,
+                                             help_text="Soft close never passes it; default: end + 1 h.")
+    soft_close_seconds = serializers.IntegerField(required=False, min_value=0, max_value=86_400)
+    draft = serializers.BooleanField(required=False, default=False, write_only=True)
+
+    def validate_auction(self, auction: Auction | None) -> Auction | None:
+        user = self.context["request"].user
+        if auction is not None and not user.is_staff:
+            raise serializers.ValidationError("Only staff add lots to a sale.", code="not_staff")
+        return auction
+
+
+class LotUpdateSerializer(LotWriteSerializer):
+    """Used with `partial=True`: only the fields sent change."""
+
+    draft = None
+
+
+class AuctionSerializer(serializers.ModelSerializer):
+    lot_count = serializers.IntegerField(read_only=True, required=False)
+
+    class Meta:
+        model = Auction
+        fields = ["id", "title", "slug", "description", "starts_at", "ends_at", "lot_count", "created_at"]
+        read_only_fields = ["id", "lot_count", "created_at"]
+
+
+class AuctionDetailSerializer(AuctionSerializer):
+    lots = serializers.SerializerMethodField()
+
+    class Meta(AuctionSerializer.Meta):
+        fields = [*AuctionSerializer.Meta.fields, "lots"]
+
+    @extend_schema_field(LotSerializer(many=True))
+    def get_lots(self, auction: Auction) -> list[dict]:
+        user = self.context["request"].user
+        lots = list_visible_lots(user=user).filter(auction=auction)
+        return LotSerializer(lots, many=True, context=self.context).data

@@ -1,0 +1,26 @@
+from django.urls import path
+
+from bids.apis import BuyNowApi, LotBidsApi, MyBidsApi
+from lots import apis
+
+lot_urlpatterns = [
+    path("", apis.LotListApi.as_view(), name="lot-list"),
+    path("<int:lot_id>/", apis.LotDetailApi.as_view(), name="lot-detail"),
+    path("<int:lot_id>/open/", apis.LotActionApi.as_view(action="open"), name="lot-open"),
+    path("<int:lot_id>/close/", apis.LotActionApi.as_view(action="close"), name="lot-close"),
+    path("<int:lot_id>/cancel/", apis.LotActionApi.as_view(action="cancel"), name="lot-cancel"),
+    path("<int:lot_id>/bids/", LotBidsApi.as_view(), name="lot-bids"),
+    path("<int:lot_id>/buy-now/", BuyNowApi.as_view(), name="lot-buy-now"),
+    path("<int:lot_id>/watch/", apis.WatchApi.as_view(), name="lot-watch"),
+]
+
+auction_urlpatterns = [
+    path("", apis.AuctionListApi.as_view(), name="auction-list"),
+    path("<slug:slug>/", apis.AuctionDetailApi.as_view(), name="auction-detail"),
+]
+
+me_urlpatterns = [
+    path("me/bids/", MyBidsApi.as_view(), name="my-bids"),
+    path("me/watchlist/", apis.MyWatchlistApi.as_view(), name="my-watchlist"),
+    path("me/won/", apis.MyWonLotsApi.as_view(), name="my-won"),
+]
