@@ -312,6 +312,14 @@ AUCTION_DEFAULT_MAX_EXTENSION = timedelta(
     seconds=env_int("AUCTION_DEFAULT_MAX_EXTENSION_SECONDS", 3600)
 )
 
+# Watchers get ENDING_SOON this long before a lot ends.
+AUCTION_ENDING_SOON_SECONDS = env_int("AUCTION_ENDING_SOON_SECONDS", 300)
+# Run the clock inside `manage.py serve` (the embedded default needs no
+# second process); production may run `manage.py run_clock` instead, or both.
+AUCTION_CLOCK_IN_PROCESS = env_bool("AUCTION_CLOCK_IN_PROCESS", True)
+# The longest the clock sleeps without a due time or a wake-up.
+AUCTION_CLOCK_MAX_SLEEP_SECONDS = float(os.environ.get("AUCTION_CLOCK_MAX_SLEEP_SECONDS", "30"))
+
 # --- Real time --------------------------------------------------------------
 
 WS_ANONYMOUS_CAN_WATCH = env_bool("WS_ANONYMOUS_CAN_WATCH", True)

@@ -80,6 +80,8 @@ def _lot_status(lot_id: int, user) -> dict[str, Any] | None:
     lot = lot_selectors.list_visible_lots(user=user).filter(pk=lot_id).first()
     if lot is None:
         return None
+    if lot_services.settle_lot_if_due(lot=lot):
+        lot = lot_selectors.get_lot(lot_id=lot_id)
     return {"seq": lot.seq, "lot": LotSerializer(lot, context=_user_context(user)).data}
 
 

@@ -18,7 +18,7 @@ from channels.layers import get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
-from bids.models import LotEvent
+from bids.models import LotEvent, Notification
 from bids.rules import min_next_bid
 
 if TYPE_CHECKING:
@@ -37,6 +37,10 @@ def auction_group(slug: str) -> str:
 
 def user_group(user_id: int) -> str:
     return f"user.{user_id}"
+
+
+# Every clock process listens here; a message wakes it before its next due time.
+CLOCK_GROUP = "auction.clock"
 
 
 def dumps(payload: dict[str, Any]) -> str:
@@ -88,7 +92,9 @@ class Outbox:
 
     lot: Lot
     events: list[LotEvent] = field(default_factory=list)
-    notifications: list[tuple[int, str]] = field(default_factory=list)
+    notifications: list[Notification] = field(default_factory=list)
+    # The lot's times moved: clocks recompute when they next have work.
+    times_changed: bool = False
 
     def lot_event(self, event_type: str, **payload: Any) -> None:
         """A public change: takes the lot's next `seq`."""
@@ -97,37 +103,57 @@ class Outbox:
         self.events.append(LotEvent(lot=self.lot, seq=self.lot.seq, type=event_type, text=text))
 
     def notify(self, user_id: int, event_type: str, **payload: Any) -> None:
-        """A private event for one user's /ws/notifications/ socket."""
-        self.notifications.append((user_id, dumps({"type": event_type, **payload})))
+        """A private event for one user: stored, pushed to their socket, e-mailed by the mailer."""
+        self.notifications.append(Notification(user_id=user_id, lot=self.lot, type=event_type, payload=payload))
 
     def flush(self) -> None:
-        """Store the lot events now; broadcast everything after commit."""
+        """Store the events and notifications now; broadcast them after commit."""
         if self.events:
             LotEvent.objects.bulk_create(self.events)
-        if not self.events and not self.notifications:
+        if self.notifications:
+            Notification.objects.bulk_create(self.notifications)
+        if not (self.events or self.notifications or self.times_changed):
             return
         auction_slug = self.lot.auction.slug if self.lot.auction_id else None
         messages = [(e.seq, e.text) for e in self.events]
-        notifications = list(self.notifications)
-        transaction.on_commit(lambda: broadcast(self.lot.id, auction_slug, messages, notifications))
+        private = [(n.user_id, notification_text(n)) for n in self.notifications]
+        # New notifications wake the clock too: its mailer sends their e-mails.
+        wake = self.times_changed or bool(self.notifications)
+        lot_id = self.lot.id
+        transaction.on_commit(lambda: broadcast(lot_id, auction_slug, messages, private, wake_clock=wake))
+
+
+def notification_text(notification: Notification) -> str:
+    return dumps({"type": notification.type, "id": notification.id, "created_at": notification.created_at,
+                  **notification.payload})
 
 
 def broadcast(
-    lot_id: int, auction_slug: str | None, events: list[tuple[int, str]], notifications: list[tuple[int, str]]
+    lot_id: int | None,
+    auction_slug: str | None,
+    events: list[tuple[int, str]],
+    notifications: list[tuple[int, str]],
+    *,
+    wake_clock: bool = False,
 ) -> None:
     """Send committed events to the lot's room, its sale's room and users."""
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        async_to_sync(_send_all)(layer, lot_id, auction_slug, events, notifications)
+        async_to_sync(_send_all)(layer, lot_id, auction_slug, events, notifications, wake_clock)
     except Exception:
         # The change is committed and stored; watchers that miss it catch up
         # from the stored events when they notice the gap in `seq`.
         logger.exception("broadcast failed for lot %s", lot_id)
 
 
-async def _send_all(layer, lot_id, auction_slug, events, notifications) -> None:
+def wake_clocks() -> None:
+    """After commit: tell every clock that lot times changed."""
+    broadcast(None, None, [], [], wake_clock=True)
+
+
+async def _send_all(layer, lot_id, auction_slug, events, notifications, wake_clock) -> None:
     for seq, text in events:
         message = {"type": "lot.event", "lot_id": lot_id, "seq": seq, "text": text}
         await layer.group_send(lot_group(lot_id), message)
@@ -135,3 +161,5 @@ async def _send_all(layer, lot_id, auction_slug, events, notifications) -> None:
             await layer.group_send(auction_group(auction_slug), message)
     for user_id, text in notifications:
         await layer.group_send(user_group(user_id), {"type": "user.event", "text": text})
+    if wake_clock:
+        await layer.group_send(CLOCK_GROUP, {"type": "clock.wake"})

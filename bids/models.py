@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Q
 
@@ -66,3 +67,28 @@ class LotEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} #{self.seq} of lot {self.lot_id}"
+
+
+class Notification(models.Model):
+    """A private event for one user (OUTBID, WON, ...), stored with the change that caused it.
+
+    It is pushed to the user's socket after commit, listed over REST, and
+    e-mailed once by the clock's mailer (`emailed_at` claims it).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    lot = models.ForeignKey(Lot, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    type = models.CharField(max_length=32)
+    payload = models.JSONField(encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(auto_now_add=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["user", "-id"]),
+            models.Index(fields=["id"], condition=models.Q(emailed_at__isnull=True), name="notification_unsent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} for {self.user_id}"

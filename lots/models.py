@@ -11,6 +11,9 @@ class Auction(models.Model):
     description = models.TextField(blank=True)
     starts_at = models.DateTimeField(null=True, blank=True)
     ends_at = models.DateTimeField(null=True, blank=True)
+    stagger_seconds = models.PositiveIntegerField(
+        default=0, help_text="When staggering, each lot ends this many seconds after the previous one."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -42,6 +45,7 @@ class Lot(models.Model):
 
     seller = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="lots_selling")
     auction = models.ForeignKey(Auction, on_delete=models.PROTECT, null=True, blank=True, related_name="lots")
+    lot_number = models.PositiveIntegerField(null=True, blank=True, help_text="Its place in the sale's catalogue.")
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     image = models.ImageField(upload_to="lots/", blank=True)
@@ -74,6 +78,8 @@ class Lot(models.Model):
     )
     final_price = models.DecimalField(**MONEY, null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # Watchers are told once that the lot ends soon.
+    ending_soon_sent_at = models.DateTimeField(null=True, blank=True)
     # One more with every public change; clients use it to find missed events.
     seq = models.PositiveBigIntegerField(default=0)
 

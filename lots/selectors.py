@@ -1,6 +1,9 @@
 """Reads of lots and auctions, shaped for their callers."""
 
-from django.db.models import Q, QuerySet
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Min, Q, QuerySet
 
 from lots.models import Auction, Lot, LotStatus
 
@@ -39,3 +42,18 @@ def list_won_lots(*, user) -> QuerySet[Lot]:
 
 def list_auctions() -> QuerySet[Auction]:
     return Auction.objects.all()
+
+
+def next_due_at() -> datetime | None:
+    """The earliest time at which the clock has something to do (open, warn, close)."""
+    lead = timedelta(seconds=settings.AUCTION_ENDING_SOON_SECONDS)
+    times = [
+        Lot.objects.filter(status=LotStatus.SCHEDULED).aggregate(t=Min("starts_at"))["t"],
+        Lot.objects.filter(status=LotStatus.OPEN).aggregate(t=Min("ends_at"))["t"],
+    ]
+    warn_at = Lot.objects.filter(status=LotStatus.OPEN, ending_soon_sent_at__isnull=True).aggregate(
+        t=Min("ends_at")
+    )["t"]
+    if warn_at is not None:
+        times.append(warn_at - lead)
+    return min((t for t in times if t is not None), default=None)

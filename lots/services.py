@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from auction_site.exceptions import InvalidInput, NotFound
-from bids.events import Outbox, lot_result
+from bids.events import Outbox, lot_result, wake_clocks
 from bids.rules import currency_places, parse_money
 from lots.exceptions import LotActionRefused, NotLotManager
 from lots.models import Auction, Lot, LotStatus, Watch
@@ -115,6 +115,7 @@ def create_lot(
         lot.image = image
     _check_lot_rules(lot)
     lot.save()
+    transaction.on_commit(wake_clocks)
     return lot
 
 
@@ -141,7 +142,7 @@ def update_lot(*, lot_id: int, actor, changes: dict[str, Any], now: datetime | N
     if lot.status == LotStatus.OPEN and lot.ends_at <= (now or timezone.now()):
         raise InvalidInput("invalid_schedule", "An open lot must end in the future.", field="ends_at")
     _check_lot_rules(lot)
-    outbox = Outbox(lot)
+    outbox = Outbox(lot, times_changed=bool({"starts_at", "ends_at"} & changes.keys()))
     if lot.status == LotStatus.OPEN:
         outbox.lot_event("LOT_UPDATED", lot=lot_public_times(lot))
     lot.save()
@@ -181,7 +182,7 @@ def open_lot(*, lot_id: int, actor, now: datetime | None = None) -> Lot:
 def _open(*, lot: Lot, now: datetime) -> Lot:
     lot.status = LotStatus.OPEN
     lot.starts_at = min(lot.starts_at, now)
-    outbox = Outbox(lot)
+    outbox = Outbox(lot, times_changed=True)
     outbox.lot_event("LOT_OPENED", lot=lot_public_times(lot))
     lot.save(update_fields=["status", "starts_at", "seq", "updated_at"])
     outbox.flush()
@@ -221,6 +222,126 @@ def close_lot(*, lot_id: int, actor, now: datetime | None = None) -> Lot:
     finish_lot(lot=lot, outbox=outbox, now=now or timezone.now())
     outbox.flush()
     return lot
+
+
+# --- The clock: each call claims one due lot, so any number of clocks share the work.
+
+
+def _claim_next(due_field: str, **filters) -> Lot | None:
+    """The earliest-due matching lot whose row no other clock holds, locked."""
+    return (
+        locked_lots()
+        .select_for_update(of=("self",), skip_locked=True)
+        .filter(**filters)
+        .order_by(due_field, "id")
+        .first()
+    )
+
+
+@transaction.atomic
+def open_next_due_lot(*, now: datetime) -> Lot | None:
+    """Open the next scheduled lot whose start has come; None when none is due."""
+    lot = _claim_next("starts_at", status=LotStatus.SCHEDULED, starts_at__lte=now)
+    if lot is None:
+        return None
+    if lot.ends_at <= now:
+        # It fell due to open and to close while no clock ran: it opens and
+        # closes unsold, so nobody may bid on it after its end.
+        lot.status = LotStatus.OPEN
+        outbox = Outbox(lot)
+        finish_lot(lot=lot, outbox=outbox, now=now)
+        outbox.flush()
+        return lot
+    return _open(lot=lot, now=now)
+
+
+@transaction.atomic
+def close_next_due_lot(*, now: datetime) -> Lot | None:
+    """Close the next open lot whose end has passed, exactly once; None when none is due."""
+    lot = _claim_next("ends_at", status=LotStatus.OPEN, ends_at__lte=now)
+    if lot is None:
+        return None
+    outbox = Outbox(lot)
+    finish_lot(lot=lot, outbox=outbox, now=now)
+    outbox.flush()
+    return lot
+
+
+@transaction.atomic
+def announce_next_ending_soon(*, now: datetime) -> Lot | None:
+    """Tell the watchers of the next lot entering its last minutes, once; None when none is due."""
+    lead = timezone.timedelta(seconds=settings.AUCTION_ENDING_SOON_SECONDS)
+    lot = _claim_next("ends_at", status=LotStatus.OPEN, ending_soon_sent_at__isnull=True,
+                      ends_at__lte=now + lead, ends_at__gt=now)
+    if lot is None:
+        return None
+    lot.ending_soon_sent_at = now
+    lot.save(update_fields=["ending_soon_sent_at"])
+    outbox = Outbox(lot)
+    for user_id in lot.watches.values_list("user_id", flat=True):
+        outbox.notify(user_id, "ENDING_SOON", lot_id=lot.id, title=lot.title, ends_at=lot.ends_at,
+                      current_price=lot.current_price)
+    outbox.flush()
+    return lot
+
+
+def settle_lot_if_due(*, lot: Lot, now: datetime | None = None) -> bool:
+    """Open or close one lot whose time has come, if no clock did yet; True if it changed.
+
+    Readers call it so that a lot read after its end shows its final state
+    even while every clock is down.
+    """
+    now = now or timezone.now()
+    if lot.status == LotStatus.OPEN and lot.ends_at <= now:
+        return _settle(lot.pk, now, LotStatus.OPEN, "ends_at")
+    if lot.status == LotStatus.SCHEDULED and lot.starts_at <= now:
+        return _settle(lot.pk, now, LotStatus.SCHEDULED, "starts_at")
+    return False
+
+
+@transaction.atomic
+def _settle(lot_id: int, now: datetime, status: str, due_field: str) -> bool:
+    lot = lock_lot(lot_id)
+    if lot.status != status or getattr(lot, due_field) > now:
+        return False
+    if status == LotStatus.SCHEDULED and lot.ends_at > now:
+        _open(lot=lot, now=now)
+        return True
+    lot.status = LotStatus.OPEN
+    outbox = Outbox(lot)
+    finish_lot(lot=lot, outbox=outbox, now=now)
+    outbox.flush()
+    return True
+
+
+@transaction.atomic
+def stagger_auction_lots(
+    *, auction: Auction, actor, first_ends_at: datetime, interval_seconds: int, now: datetime | None = None
+) -> list[Lot]:
+    """End the sale's unfinished lots one after another, in catalogue order. Locks them in id order.
+
+    Raises `not_staff`, `invalid_schedule`.
+    """
+    if not actor.is_staff:
+        raise NotLotManager("not_staff", "Only staff can schedule a sale.")
+    now = now or timezone.now()
+    if first_ends_at <= now or interval_seconds < 0:
+        raise InvalidInput("invalid_schedule", "The first lot must end in the future, at a non-negative interval.")
+    lots = list(locked_lots().filter(auction=auction).exclude(status__in=ENDED).order_by("pk"))
+    lots.sort(key=lambda lot: (lot.lot_number is None, lot.lot_number or 0, lot.pk))
+    for position, lot in enumerate(lots):
+        lot.ends_at = first_ends_at + timezone.timedelta(seconds=interval_seconds * position)
+        lot.hard_ends_at = max(lot.hard_ends_at, lot.ends_at + settings.AUCTION_DEFAULT_MAX_EXTENSION)
+        if lot.ends_at <= lot.starts_at:
+            raise InvalidInput("invalid_schedule", f"Lot {lot.pk} would end before it starts.")
+        outbox = Outbox(lot, times_changed=True)
+        if lot.status == LotStatus.OPEN:
+            outbox.lot_event("LOT_UPDATED", lot=lot_public_times(lot))
+        lot.save(update_fields=["ends_at", "hard_ends_at", "seq", "updated_at"])
+        outbox.flush()
+    auction.stagger_seconds = interval_seconds
+    auction.save(update_fields=["stagger_seconds"])
+    return lots
 
 
 @transaction.atomic

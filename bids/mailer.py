@@ -1,0 +1,63 @@
+"""E-mail for notifications: each stored notification is e-mailed at most once.
+
+The clock calls `send_pending_emails`; rows are claimed with SKIP LOCKED and
+marked before sending, so several clocks never send the same one twice.
+"""
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from bids.models import Notification
+
+SUBJECTS = {
+    "OUTBID": "You have been outbid on {title}",
+    "WON": "You won {title}",
+    "LOT_SOLD": "Sold: {title}",
+    "LOT_UNSOLD": "Not sold: {title}",
+    "ENDING_SOON": "Ending soon: {title}",
+    "LOT_CANCELLED": "Cancelled: {title}",
+}
+
+
+@transaction.atomic
+def _claim_pending(limit: int) -> list[Notification]:
+    batch = list(
+        Notification.objects.select_for_update(of=("self",), skip_locked=True)
+        .filter(emailed_at__isnull=True)
+        .select_related("user")
+        .order_by("id")[:limit]
+    )
+    if batch:
+        Notification.objects.filter(pk__in=[n.pk for n in batch]).update(emailed_at=timezone.now())
+    return batch
+
+
+def _message(notification: Notification) -> EmailMultiAlternatives:
+    context = {"n": notification, "user": notification.user, "p": notification.payload,
+               "lot_url": f"{settings.FRONTEND_URL.rstrip('/')}/lots/{notification.payload.get('lot_id', '')}/"}
+    subject = SUBJECTS[notification.type].format(title=notification.payload.get("title", "your lot"))
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=render_to_string("emails/notification.txt", context),
+        to=[notification.user.email],
+    )
+    message.attach_alternative(render_to_string("emails/notification.html", context), "text/html")
+    return message
+
+
+def send_pending_emails(*, limit: int = 200) -> int:
+    """E-mail unsent notifications to users who want e-mail; returns how many were sent."""
+    sent = 0
+    while batch := _claim_pending(limit):
+        messages = [
+            _message(n) for n in batch
+            if n.user.email_notifications and n.user.email and n.type in SUBJECTS
+        ]
+        if messages:
+            sent += get_connection().send_messages(messages) or 0
+        if len(batch) < limit:
+            break
+    return sent
