@@ -6,7 +6,13 @@ from rest_framework.views import APIView
 
 from auction_site.exceptions import InvalidInput, NotFound
 from bids import selectors, services
-from bids.serializers import BidInputSerializer, BidOutcomeSerializer, BidSerializer, MyBidSerializer
+from bids.serializers import (
+    BidInputSerializer,
+    BidOutcomeSerializer,
+    BidSerializer,
+    MyBidSerializer,
+    NotificationSerializer,
+)
 from lots.selectors import get_lot, list_visible_lots
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -69,3 +75,14 @@ class MyBidsApi(generics.ListAPIView):
 
     def get_queryset(self):
         return selectors.list_user_bids(user=self.request.user)
+
+
+class MyNotificationsApi(generics.ListAPIView):
+    """Your notifications, newest first: what /ws/notifications/ pushed while you were away."""
+
+    serializer_class = NotificationSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    filter_backends: list = []
+
+    def get_queryset(self):
+        return selectors.list_user_notifications(user=self.request.user)

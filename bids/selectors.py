@@ -2,7 +2,7 @@
 
 from django.db.models import QuerySet
 
-from bids.models import Bid, LotEvent
+from bids.models import Bid, LotEvent, Notification
 
 
 def list_public_bids(*, lot_id: int) -> QuerySet[Bid]:
@@ -22,3 +22,7 @@ def list_events_since(*, lot_id: int, since: int, limit: int) -> list[str] | Non
         ]
     )
     return None if len(texts) > limit else texts
+
+
+def list_user_notifications(*, user) -> QuerySet[Notification]:
+    return Notification.objects.filter(user=user).order_by("-id")

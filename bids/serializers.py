@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from bids.fields import MoneyField
-from bids.models import Bid
+from bids.models import Bid, Notification
 from lots.serializers import LotSerializer
 
 
@@ -42,3 +42,10 @@ class BidOutcomeSerializer(serializers.Serializer):
     lot = LotSerializer()
     leading = serializers.BooleanField(help_text="False when a proxy maximum outbid you at once.")
     replayed = serializers.BooleanField(help_text="True when this answers a retried Idempotency-Key.")
+
+
+class NotificationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Notification
+        fields = ["id", "type", "lot", "payload", "created_at"]
+        read_only_fields = fields

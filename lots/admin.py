@@ -82,12 +82,28 @@ class LotInline(admin.TabularInline):
         return False
 
 
+@admin.action(description="Stagger lot ends: the first at the sale's end, then every 'stagger seconds'")
+def stagger_lots(modeladmin, request, queryset):
+    for auction in queryset:
+        if auction.ends_at is None:
+            modeladmin.message_user(request, f"{auction}: set the sale's end first.", messages.WARNING)
+            continue
+        try:
+            lots = services.stagger_auction_lots(auction=auction, actor=request.user, first_ends_at=auction.ends_at,
+                                                 interval_seconds=auction.stagger_seconds)
+        except DomainError as exc:
+            modeladmin.message_user(request, f"{auction}: {exc.message} ({exc.code})", messages.WARNING)
+            continue
+        modeladmin.message_user(request, f"{auction}: {len(lots)} lot(s) rescheduled.", messages.SUCCESS)
+
+
 @admin.register(Auction)
 class AuctionAdmin(admin.ModelAdmin):
-    list_display = ("title", "slug", "starts_at", "ends_at")
+    list_display = ("title", "slug", "starts_at", "ends_at", "stagger_seconds")
     prepopulated_fields = {"slug": ("title",)}
     search_fields = ("title",)
     inlines = [LotInline]
+    actions = [stagger_lots]
 
 
 @admin.register(Watch)

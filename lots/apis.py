@@ -15,6 +15,7 @@ from lots.serializers import (
     LotSerializer,
     LotUpdateSerializer,
     LotWriteSerializer,
+    StaggerSerializer,
 )
 
 
@@ -117,6 +118,22 @@ class AuctionListApi(generics.ListCreateAPIView):
 
     def get_queryset(self):
         return selectors.list_auctions().annotate(lot_count=Count("lots"))
+
+
+class AuctionStaggerApi(APIView):
+    """Staff: end the sale's lots one after another, in catalogue order."""
+
+    permission_classes = [permissions.IsAdminUser]
+
+    @extend_schema(request=StaggerSerializer, responses={200: LotSerializer(many=True)})
+    def post(self, request: Request, slug: str) -> Response:
+        serializer = StaggerSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        auction = selectors.list_auctions().filter(slug=slug).first()
+        if auction is None:
+            raise NotFound("auction_not_found", "No such sale.")
+        lots = services.stagger_auction_lots(auction=auction, actor=request.user, **serializer.validated_data)
+        return Response(LotSerializer(lots, many=True, context={"request": request}).data)
 
 
 class AuctionDetailApi(generics.RetrieveUpdateAPIView):

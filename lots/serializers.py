@@ -32,7 +32,7 @@ class LotSerializer(serializers.ModelSerializer):
     class Meta:
         model = Lot
         fields = [
-            "id", "title", "description", "image", "status", "currency", "auction", "seller",
+            "id", "title", "description", "image", "status", "currency", "auction", "lot_number", "seller",
             "starting_price", "current_price", "min_next_bid", "bid_count", "high_bidder",
             "has_reserve", "reserve_met", "reserve_price", "buy_now_price", "bid_increment",
             "starts_at", "ends_at", "hard_ends_at", "soft_close_seconds",
@@ -84,6 +84,7 @@ class LotWriteSerializer(serializers.Serializer):
     hard_ends_at = serializers.DateTimeField(required=False, allow_null=True,
                                              help_text="Soft close never passes it; default: end + 1 h.")
     soft_close_seconds = serializers.IntegerField(required=False, min_value=0, max_value=86_400)
+    lot_number = serializers.IntegerField(required=False, allow_null=True, min_value=1)
     draft = serializers.BooleanField(required=False, default=False, write_only=True)
 
     def validate_auction(self, auction: Auction | None) -> Auction | None:
@@ -99,12 +100,19 @@ class LotUpdateSerializer(LotWriteSerializer):
     draft = None
 
 
+class StaggerSerializer(serializers.Serializer):
+    first_ends_at = serializers.DateTimeField(help_text="When the first lot (in catalogue order) ends.")
+    interval_seconds = serializers.IntegerField(min_value=0, max_value=86_400,
+                                                help_text="Each next lot ends this much later.")
+
+
 class AuctionSerializer(serializers.ModelSerializer):
     lot_count = serializers.IntegerField(read_only=True, required=False)
 
     class Meta:
         model = Auction
-        fields = ["id", "title", "slug", "description", "starts_at", "ends_at", "lot_count", "created_at"]
+        fields = ["id", "title", "slug", "description", "starts_at", "ends_at", "stagger_seconds", "lot_count",
+                  "created_at"]
         read_only_fields = ["id", "lot_count", "created_at"]
 
 

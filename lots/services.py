@@ -85,6 +85,7 @@ def create_lot(
     hard_ends_at: datetime | None = None,
     soft_close_seconds: int = 0,
     auction: Auction | None = None,
+    lot_number: int | None = None,
     image=None,
     draft: bool = False,
     now: datetime | None = None,
@@ -108,7 +109,7 @@ def create_lot(
         seller=seller, title=title, description=description, currency=currency, **money,
         starts_at=starts_at, ends_at=ends_at,
         hard_ends_at=hard_ends_at or ends_at + settings.AUCTION_DEFAULT_MAX_EXTENSION,
-        soft_close_seconds=soft_close_seconds, auction=auction,
+        soft_close_seconds=soft_close_seconds, auction=auction, lot_number=lot_number,
         status=LotStatus.DRAFT if draft else LotStatus.OPEN if opens_now else LotStatus.SCHEDULED,
     )
     if image:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from bids.apis import BuyNowApi, LotBidsApi, MyBidsApi
+from bids.apis import BuyNowApi, LotBidsApi, MyBidsApi, MyNotificationsApi
 from lots import apis
 
 lot_urlpatterns = [
@@ -17,10 +17,12 @@ lot_urlpatterns = [
 auction_urlpatterns = [
     path("", apis.AuctionListApi.as_view(), name="auction-list"),
     path("<slug:slug>/", apis.AuctionDetailApi.as_view(), name="auction-detail"),
+    path("<slug:slug>/stagger/", apis.AuctionStaggerApi.as_view(), name="auction-stagger"),
 ]
 
 me_urlpatterns = [
     path("me/bids/", MyBidsApi.as_view(), name="my-bids"),
     path("me/watchlist/", apis.MyWatchlistApi.as_view(), name="my-watchlist"),
     path("me/won/", apis.MyWonLotsApi.as_view(), name="my-won"),
+    path("me/notifications/", MyNotificationsApi.as_view(), name="my-notifications"),
 ]
