@@ -1,9 +1,12 @@
+import contextlib
+
 from django.conf import settings
 from django.middleware.csrf import get_token
 from django.utils.decorators import method_decorator
-from django.views.decorators.csrf import csrf_protect, ensure_csrf_cookie
+from django.views.decorators.csrf import ensure_csrf_cookie
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, permissions, status
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -12,15 +15,16 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.serializers import (
     TokenBlacklistSerializer,
     TokenObtainPairSerializer,
-    TokenRefreshSerializer,
 )
 
 from accounts import services
+from accounts.authentication import enforce_csrf
 from accounts.serializers import (
     DetailSerializer,
     PasswordResetConfirmSerializer,
     PasswordResetRequestSerializer,
     RegisterSerializer,
+    TokenRefreshSerializer,
     UserSerializer,
     WsTicketSerializer,
 )
@@ -124,10 +128,25 @@ class CsrfApi(APIView):
         return Response({"detail": "CSRF cookie set.", "csrf_token": get_token(request)})
 
 
-@method_decorator(csrf_protect, name="dispatch")
-class CookieLoginApi(APIView):
+class CookieTokenApi(APIView):
+    """Base of the cookie endpoints: CSRF-checked, and auth failures answer 401 like /api/auth/token/.
+
+    The CSRF check raises, so a failure gets the API's `{"code": "csrf_failed"}`
+    body rather than Django's HTML page.
+    """
+
     permission_classes = [permissions.AllowAny]
     authentication_classes: list = []
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)
+        enforce_csrf(request)
+
+    def get_authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class CookieLoginApi(CookieTokenApi):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "auth"
 
@@ -139,43 +158,38 @@ class CookieLoginApi(APIView):
         except TokenError as exc:
             raise InvalidToken(exc.args[0]) from exc
         response = Response(UserSerializer(serializer.user).data)
-        _set_token_cookies(response, access=serializer.validated_data["access"],
-                           refresh=serializer.validated_data["refresh"])
+        _set_token_cookies(
+            response, access=serializer.validated_data["access"], refresh=serializer.validated_data["refresh"]
+        )
         return response
 
 
-@method_decorator(csrf_protect, name="dispatch")
-class CookieRefreshApi(APIView):
-    permission_classes = [permissions.AllowAny]
-    authentication_classes: list = []
-
+class CookieRefreshApi(CookieTokenApi):
     @extend_schema(request=None, responses={200: DetailSerializer})
     def post(self, request: Request) -> Response:
-        serializer = TokenRefreshSerializer(data={"refresh": request.COOKIES.get(settings.JWT_REFRESH_COOKIE, "")})
+        refresh = request.COOKIES.get(settings.JWT_REFRESH_COOKIE)
+        if not refresh:
+            raise NotAuthenticated("No refresh token cookie.")
+        serializer = TokenRefreshSerializer(data={"refresh": refresh})
         try:
             serializer.is_valid(raise_exception=True)
         except TokenError as exc:
             raise InvalidToken(exc.args[0]) from exc
         response = Response({"detail": "Tokens refreshed."})
-        _set_token_cookies(response, access=serializer.validated_data["access"],
-                           refresh=serializer.validated_data.get("refresh"))
+        _set_token_cookies(
+            response, access=serializer.validated_data["access"], refresh=serializer.validated_data.get("refresh")
+        )
         return response
 
 
-@method_decorator(csrf_protect, name="dispatch")
-class CookieLogoutApi(APIView):
-    permission_classes = [permissions.AllowAny]
-    authentication_classes: list = []
-
+class CookieLogoutApi(CookieTokenApi):
     @extend_schema(request=None, responses={200: DetailSerializer})
     def post(self, request: Request) -> Response:
         refresh = request.COOKIES.get(settings.JWT_REFRESH_COOKIE)
         if refresh:
-            try:
+            # Already invalid: logging out still clears the cookies.
+            with contextlib.suppress(TokenError, InvalidToken):
                 TokenBlacklistSerializer(data={"refresh": refresh}).is_valid(raise_exception=True)
-            except (TokenError, InvalidToken):
-                pass  # Already invalid: logging out still clears the cookies.
         response = Response({"detail": "Logged out."})
         _delete_token_cookies(response)
         return response
-

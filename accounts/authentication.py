@@ -15,7 +15,7 @@ def enforce_csrf(request: Request) -> None:
     check.process_request(request)
     reason = check.process_view(request, None, (), {})
     if reason:
-        raise exceptions.PermissionDenied(f"CSRF Failed: {reason}")
+        raise exceptions.PermissionDenied(f"CSRF Failed: {reason}", code="csrf_failed")
 
 
 class CookieJWTAuthentication(JWTAuthentication):

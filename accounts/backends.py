@@ -12,8 +12,12 @@ class UsernameOrEmailBackend(ModelBackend):
         if username is None or password is None:
             return None
         user_model = get_user_model()
-        field = "email__iexact" if "@" in username else "username"
-        user = user_model._default_manager.filter(**{field: username}).first()
+        users = user_model._default_manager
+        # Usernames may contain "@" too: an e-mail address wins, so nobody can
+        # lock a person out by taking their address as a username.
+        user = users.filter(email__iexact=username).first() if "@" in username else None
+        if user is None:
+            user = users.filter(username=username).first()
         if user is None:
             # Spend the same time as a real check so timing does not reveal
             # whether the account exists.

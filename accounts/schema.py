@@ -6,5 +6,9 @@ class CookieJWTScheme(OpenApiAuthenticationExtension):
     name = "cookieAuth"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "cookie", "name": "access_token",
-                "description": "Set by /api/auth/cookie/login/; unsafe methods also need X-CSRFToken."}
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": "access_token",
+            "description": "Set by /api/auth/cookie/login/; unsafe methods also need X-CSRFToken.",
+        }

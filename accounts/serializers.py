@@ -2,6 +2,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework_simplejwt import serializers as jwt_serializers
+from rest_framework_simplejwt.exceptions import TokenError
 
 User = get_user_model()
 
@@ -9,7 +12,16 @@ User = get_user_model()
 class UserSerializer(serializers.ModelSerializer):
     class Meta:
         model = User
-        fields = ["id", "username", "email", "first_name", "last_name", "is_staff", "email_notifications", "date_joined"]
+        fields = [
+            "id",
+            "username",
+            "email",
+            "first_name",
+            "last_name",
+            "is_staff",
+            "email_notifications",
+            "date_joined",
+        ]
         read_only_fields = ["id", "username", "is_staff", "date_joined"]
 
     def validate_email(self, value: str) -> str:
@@ -38,8 +50,12 @@ class RegisterSerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 {"password_confirm": ["The two passwords do not match."]}, code="password_mismatch"
             )
-        candidate = User(username=attrs["username"], email=attrs["email"],
-                         first_name=attrs["first_name"], last_name=attrs["last_name"])
+        candidate = User(
+            username=attrs["username"],
+            email=attrs["email"],
+            first_name=attrs["first_name"],
+            last_name=attrs["last_name"],
+        )
         try:
             validate_password(attrs["password"], user=candidate)
         except DjangoValidationError as exc:
@@ -77,3 +93,23 @@ class DetailSerializer(serializers.Serializer):
 class WsTicketSerializer(serializers.Serializer):
     ticket = serializers.CharField()
     expires_in = serializers.IntegerField()
+
+
+class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
+    """simplejwt's, except that a token whose user was deleted is refused (401) instead of a 500."""
+
+    def validate(self, attrs: dict) -> dict:
+        try:
+            return super().validate(attrs)
+        except User.DoesNotExist as exc:
+            raise AuthenticationFailed(self.error_messages["no_active_account"], "no_active_account") from exc
+
+
+class TokenVerifySerializer(jwt_serializers.TokenVerifySerializer):
+    """simplejwt's, except that a blacklisted token is `token_not_valid` (401) like an expired one, not a 400."""
+
+    def validate(self, attrs: dict) -> dict:
+        try:
+            return super().validate(attrs)
+        except serializers.ValidationError as exc:
+            raise TokenError("Token is blacklisted") from exc

@@ -8,7 +8,7 @@ from django.contrib.auth.tokens import default_token_generator
 from django.core import signing
 from django.core.cache import cache
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
@@ -21,16 +21,27 @@ User = get_user_model()
 WS_TICKET_SALT = "accounts.ws-ticket"
 
 
-@transaction.atomic
-def register_user(*, username: str, email: str, password: str, first_name: str = "", last_name: str = ""):
-    """Create a bidder account. Raises `email_taken` / `username_taken`."""
+def _check_available(*, username: str, email: str) -> None:
     if User.objects.filter(email__iexact=email).exists():
         raise InvalidInput("email_taken", "An account with this e-mail address already exists.")
     if User.objects.filter(username__iexact=username).exists():
         raise InvalidInput("username_taken", "This username is taken.")
-    return User.objects.create_user(
-        username=username, email=email, password=password, first_name=first_name, last_name=last_name
-    )
+
+
+@transaction.atomic
+def register_user(*, username: str, email: str, password: str, first_name: str = "", last_name: str = ""):
+    """Create a bidder account. Raises `email_taken` / `username_taken`."""
+    _check_available(username=username, email=email)
+    try:
+        with transaction.atomic():
+            return User.objects.create_user(
+                username=username, email=email, password=password, first_name=first_name, last_name=last_name
+            )
+    except IntegrityError:
+        # A concurrent registration committed the same address or name after
+        # the check above; the unique index refused ours. Say which.
+        _check_available(username=username, email=email)
+        raise
 
 
 def request_password_reset(*, email: str) -> None:

@@ -7,12 +7,13 @@ from rest_framework_simplejwt.views import (
 )
 
 from accounts import apis
+from accounts.serializers import TokenRefreshSerializer, TokenVerifySerializer
 
 auth_urlpatterns = [
     path("register/", apis.RegisterApi.as_view(), name="register"),
     path("token/", TokenObtainPairView.as_view(), name="token"),
-    path("token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
-    path("token/verify/", TokenVerifyView.as_view(), name="token-verify"),
+    path("token/refresh/", TokenRefreshView.as_view(serializer_class=TokenRefreshSerializer), name="token-refresh"),
+    path("token/verify/", TokenVerifyView.as_view(serializer_class=TokenVerifySerializer), name="token-verify"),
     path("logout/", TokenBlacklistView.as_view(), name="logout"),
     path("password-reset/", apis.PasswordResetApi.as_view(), name="password-reset"),
     path("password-reset/confirm/", apis.PasswordResetConfirmApi.as_view(), name="password-reset-confirm"),

@@ -94,6 +94,12 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
             "detail": _first_message(exc.detail),
             "errors": exc.detail,
         }
+    elif isinstance(exc.detail, dict) and "detail" in exc.detail:
+        # simplejwt's errors carry their own {"detail", "code", ...} dict.
+        response.data = {
+            "code": str(exc.detail.get("code") or _first_code(exc.get_codes())),
+            "detail": str(exc.detail["detail"]),
+        }
     else:
         response.data = {"code": _first_code(exc.get_codes()), "detail": str(exc.detail)}
     return response

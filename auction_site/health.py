@@ -1,5 +1,6 @@
 """Liveness: the database and the channel layer answer."""
 
+import asyncio
 import logging
 
 from asgiref.sync import async_to_sync
@@ -24,13 +25,19 @@ def database_ok() -> bool:
         return False
 
 
+CHANNEL_LAYER_TIMEOUT_SECONDS = 2
+
+
+async def _round_trip(layer) -> None:
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "health.ping"})
+    await asyncio.wait_for(layer.receive(channel), timeout=CHANNEL_LAYER_TIMEOUT_SECONDS)
+
+
 def channel_layer_ok() -> bool:
-    layer = get_channel_layer()
     try:
         # A round trip through the layer: the same path every broadcast takes.
-        channel = async_to_sync(layer.new_channel)()
-        async_to_sync(layer.send)(channel, {"type": "health.ping"})
-        async_to_sync(layer.receive)(channel)
+        async_to_sync(_round_trip)(get_channel_layer())
         return True
     except Exception:
         logger.warning("health: channel layer check failed", exc_info=True)

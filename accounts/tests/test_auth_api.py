@@ -121,14 +121,18 @@ def test_register_applies_the_password_validators(api_client, password):
 
 
 @pytest.mark.parametrize(
-    ("field", "value"),
-    [("email", "not-an-address"), ("username", "has space"), ("username", "x" * 151)],
+    ("field", "value", "code"),
+    [
+        ("email", "not-an-address", "invalid"),
+        ("username", "has space", "invalid"),
+        ("username", "x" * 151, "max_length"),
+    ],
 )
-def test_register_malformed_field(api_client, field, value):
+def test_register_malformed_field(api_client, field, value, code):
     response = api_client.post(REGISTER, registration(**{field: value}), format="json")
 
     assert response.status_code == 400
-    assert response.json()["code"] in {"invalid", "max_length"}
+    assert response.json()["code"] == code
     assert field in response.json()["errors"]
     assert not User.objects.exists()
 
@@ -251,7 +255,7 @@ def test_refresh_rotates_and_blacklists_the_old_token(api_client, bidder, obtain
 
     assert reused.status_code == 401
     assert reused.json()["code"] == "token_not_valid"
-    assert "blacklisted" in reused.json()["detail"]
+    assert reused.json()["detail"] == "Token is blacklisted"
     # The rotated token itself still works.
     assert api_client.post(REFRESH, {"refresh": new["refresh"]}, format="json").status_code == 200
 
@@ -261,7 +265,7 @@ def test_refresh_expired_token(api_client, bidder):
 
     assert response.status_code == 401
     assert response.json()["code"] == "token_not_valid"
-    assert "expired" in response.json()["detail"]
+    assert response.json()["detail"] == "Token is expired"
 
 
 @pytest.mark.parametrize("kind", ["garbage", "access-token", "tampered"])
@@ -413,6 +417,7 @@ def test_me_with_a_bad_access_token(api_client, bidder, kind):
 
     assert response.status_code == 401
     assert response.json()["code"] == "token_not_valid"
+    assert response.json()["detail"] == "Given token not valid for any token type"
 
 
 def test_me_for_a_user_deactivated_after_login(client_for, bidder):
