@@ -147,3 +147,13 @@ def make_lot(seller):
         return create_lot(**fields)
 
     return make
+
+
+@pytest.fixture
+def inbox():
+    """Listen on the channel layer the services broadcast to."""
+    from bids.tests.utils import Inbox
+
+    listener = Inbox()
+    yield listener
+    listener.close()

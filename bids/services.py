@@ -132,8 +132,9 @@ def _apply(*, lot: Lot, planned: list[PlannedBid], outbox: Outbox, now: datetime
     """Insert the rows, move the lot's price and leader, record the events."""
     Bid.objects.bulk_create([p.bid for p in planned])
     public = [p for p in planned if not p.bid.raises_max_only]
-    # Extend first so that every NEW_BID already shows the end it leads to.
-    new_end = _soft_close_end(lot, now) if public else None
+    # Extend first so that every NEW_BID already shows the end it leads to;
+    # a buy-now ends the lot instead.
+    new_end = _soft_close_end(lot, now) if public and not public[-1].bid.is_buy_now else None
     if new_end is not None:
         lot.ends_at = new_end
     for step in public:
@@ -276,6 +277,8 @@ def buy_now(*, lot_id: int, buyer, idempotency_key: str | None = None, now: date
     lot.high_max_amount = lot.buy_now_price
     _insert_guarded(bidder=buyer, idempotency_key=idempotency_key,
                     insert=lambda: _apply(lot=lot, planned=[PlannedBid(bid, buyer)], outbox=outbox, now=now))
+    # finish_lot saves only the closing fields; the bid's own changes first.
+    lot.save(update_fields=["current_price", "high_bidder", "high_max_amount", "bid_count", "seq", "updated_at"])
     if previous_leader is not None and previous_leader.pk != buyer.pk:
         outbox.notify(previous_leader.pk, "OUTBID", **_outbid_notice(lot))
     finish_lot(lot=lot, outbox=outbox, now=now)

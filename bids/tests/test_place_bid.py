@@ -261,7 +261,9 @@ def test_bid_too_low_from_a_challenger_changes_nothing(make_lot, bidder, other_b
         "-Infinity",
         Decimal("NaN"),
         Decimal("Infinity"),
-        12.5,
+        0.1 + 0.2,
+        float("nan"),
+        float("inf"),
         "12.505",
         "0.001",
         "10000000000.00",
@@ -286,7 +288,7 @@ def test_malformed_amount_is_invalid(make_lot, bidder, amount):
     assert_untouched(lot)
 
 
-@pytest.mark.parametrize("max_amount", ["-1", "0", "NaN", "Infinity", 99.5, "12.001", "10000000000.00"])
+@pytest.mark.parametrize("max_amount", ["-1", "0", "NaN", "Infinity", 99.999, "12.001", "10000000000.00"])
 def test_malformed_max_amount_is_invalid(make_lot, bidder, max_amount):
     lot = make_lot(starting_price="1.00")
 
@@ -295,6 +297,29 @@ def test_malformed_max_amount_is_invalid(make_lot, bidder, max_amount):
 
     assert caught.value.code == "invalid_amount"
     assert not Bid.objects.exists()
+
+
+@pytest.mark.parametrize("field", ["amount", "max_amount"])
+def test_exact_float_is_taken_at_its_literal_value(make_lot, bidder, field):
+    # A JSON number from a JavaScript client: 12.5 means exactly 12.50.
+    lot = make_lot(starting_price="1.00")
+    amounts = {"amount": "12.00", "max_amount": None} | {field: 12.5}
+
+    outcome = bid(lot, bidder, **amounts)
+
+    stored = outcome.bid.amount if field == "amount" else outcome.bid.max_amount
+    assert stored == Decimal("12.50")
+
+
+@pytest.mark.parametrize("field", ["amount", "max_amount"])
+def test_float_that_lost_precision_is_invalid(make_lot, bidder, field):
+    lot = make_lot(starting_price="0.01")
+    amounts = {"amount": "0.10", "max_amount": None} | {field: 0.1 + 0.2}
+
+    with pytest.raises(InvalidBid) as caught:
+        bid(lot, bidder, **amounts)
+
+    assert caught.value.code == "invalid_amount"
 
 
 def test_max_amount_below_amount_is_invalid(make_lot, bidder):

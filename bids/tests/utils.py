@@ -2,9 +2,9 @@
 
 import asyncio
 import json
+import threading
 from decimal import Decimal
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from bids.events import lot_group, user_group
@@ -19,7 +19,9 @@ def bid(lot, user, amount, max_amount=None, **kwargs):
 
 def lot_events(lot) -> list[dict]:
     """The lot's stored event frames, in `seq` order."""
-    return [json.loads(text) for text in LotEvent.objects.filter(lot=lot).order_by("seq").values_list("text", flat=True)]
+    return [
+        json.loads(text) for text in LotEvent.objects.filter(lot=lot).order_by("seq").values_list("text", flat=True)
+    ]
 
 
 def event_types(lot) -> list[str]:
@@ -33,15 +35,25 @@ def public_bids(lot) -> list[tuple[str, Decimal, bool]]:
 
 
 class Inbox:
-    """Channels added to groups on the real channel layer, read back after the fact."""
+    """Channels added to groups on the real channel layer, read back after the fact.
+
+    Every call runs on one event loop of its own: a channel layer's receive
+    buffers belong to the loop that first waited on them.
+    """
 
     def __init__(self) -> None:
         self.layer = get_channel_layer()
         self.groups: dict[str, str] = {}
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def _run(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=10)
 
     def join(self, group: str) -> str:
-        channel = async_to_sync(self.layer.new_channel)()
-        async_to_sync(self.layer.group_add)(group, channel)
+        channel = self._run(self.layer.new_channel())
+        self._run(self.layer.group_add(group, channel))
         self.groups[group] = channel
         return channel
 
@@ -51,23 +63,28 @@ class Inbox:
     def watch_lot(self, lot) -> None:
         self.join(lot_group(lot.pk))
 
-    def _drain(self, group: str) -> list[dict]:
-        return async_to_sync(_receive_all)(self.layer, self.groups[group])
+    def drain(self, group: str) -> list[dict]:
+        """Every message the group sent the channel since the last drain."""
+        return self._run(_receive_all(self.layer, self.groups[group]))
 
     def user_messages(self, user) -> list[dict]:
         """The private events sent to `user` since the last read, decoded."""
-        return [json.loads(m["text"]) for m in self._drain(user_group(user.pk))]
+        return [json.loads(m["text"]) for m in self.drain(user_group(user.pk))]
 
     def user_types(self, user) -> list[str]:
         return [m["type"] for m in self.user_messages(user)]
 
     def lot_messages(self, lot) -> list[dict]:
         """The raw `lot.event` messages sent to the lot's room since the last read."""
-        return self._drain(lot_group(lot.pk))
+        return self.drain(lot_group(lot.pk))
 
     def close(self) -> None:
-        for group, channel in self.groups.items():
-            async_to_sync(self.layer.group_discard)(group, channel)
+        try:
+            for group, channel in self.groups.items():
+                self._run(self.layer.group_discard(group, channel))
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=5)
 
 
 async def _receive_all(layer, channel: str, timeout: float = 0.1) -> list[dict]:

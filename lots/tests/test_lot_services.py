@@ -319,9 +319,7 @@ def test_close_lot_sells_to_the_leader_at_the_current_price(
     assert inbox.user_messages(other_bidder) == []
 
 
-def test_close_lot_below_the_reserve_is_unsold(
-    make_lot, seller, bidder, inbox, django_capture_on_commit_callbacks
-):
+def test_close_lot_below_the_reserve_is_unsold(make_lot, seller, bidder, inbox, django_capture_on_commit_callbacks):
     lot = make_lot(starting_price="10.00", reserve_price="50.00")
     bid(lot, bidder, "10.00", max_amount="49.99")
     inbox.watch_user(seller)
@@ -389,9 +387,7 @@ def test_only_seller_or_staff_close(make_lot, bidder, other_bidder, staff_user):
 # --- cancel_lot ------------------------------------------------------------------
 
 
-def test_cancel_lot_ends_it_without_a_winner(
-    make_lot, seller, bidder, inbox, django_capture_on_commit_callbacks
-):
+def test_cancel_lot_ends_it_without_a_winner(make_lot, seller, bidder, inbox, django_capture_on_commit_callbacks):
     lot = make_lot()
     bid(lot, bidder, "10.00")
     inbox.watch_user(bidder)
