@@ -45,6 +45,10 @@ class InvalidInput(DomainError):
     status_code = status.HTTP_400_BAD_REQUEST
 
 
+class RateLimited(DomainError):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+
+
 def _first_code(codes: Any) -> str:
     """The first error code in DRF's nested `get_codes()` structure."""
     if isinstance(codes, dict):

@@ -277,6 +277,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
 MEDIA_URL = "media/"
@@ -321,6 +322,10 @@ AUCTION_ENDING_SOON_SECONDS = env_int("AUCTION_ENDING_SOON_SECONDS", 300)
 AUCTION_CLOCK_IN_PROCESS = env_bool("AUCTION_CLOCK_IN_PROCESS", True)
 # The longest the clock sleeps without a due time or a wake-up.
 AUCTION_CLOCK_MAX_SLEEP_SECONDS = float(os.environ.get("AUCTION_CLOCK_MAX_SLEEP_SECONDS", "30"))
+
+# Lot chat: the longest message, and how many one user may send a minute.
+CHAT_MAX_LENGTH = env_int("CHAT_MAX_LENGTH", 500)
+CHAT_MESSAGES_PER_MINUTE = env_int("CHAT_MESSAGES_PER_MINUTE", 10)
 
 # --- Real time --------------------------------------------------------------
 

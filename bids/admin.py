@@ -1,6 +1,8 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from bids.models import Bid, LotEvent
+from auction_site.exceptions import DomainError
+from bids import services
+from bids.models import Bid, ChatMessage, LotEvent
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -30,3 +32,23 @@ class LotEventAdmin(ReadOnlyAdmin):
     list_display = ("lot", "seq", "type", "created_at")
     list_filter = ("type",)
     list_select_related = ("lot",)
+
+
+@admin.action(description="Hide selected messages")
+def hide_messages(modeladmin, request, queryset):
+    for message_id in queryset.values_list("pk", flat=True):
+        try:
+            services.hide_chat_message(message_id=message_id, actor=request.user)
+        except DomainError as exc:
+            modeladmin.message_user(request, f"Message {message_id}: {exc.message}", messages.WARNING)
+
+
+@admin.register(ChatMessage)
+class ChatMessageAdmin(ReadOnlyAdmin):
+    """Moderation: messages are shown as text (the admin escapes them) and hidden, never edited."""
+
+    list_display = ("created_at", "lot", "user", "text", "is_seller", "hidden")
+    list_filter = ("hidden", "is_seller")
+    search_fields = ("text", "user__username", "lot__title")
+    list_select_related = ("lot", "user")
+    actions = [hide_messages]

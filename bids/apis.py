@@ -10,6 +10,8 @@ from bids.serializers import (
     BidInputSerializer,
     BidOutcomeSerializer,
     BidSerializer,
+    ChatInputSerializer,
+    ChatMessageSerializer,
     MyBidSerializer,
     NotificationSerializer,
 )
@@ -86,3 +88,36 @@ class MyNotificationsApi(generics.ListAPIView):
 
     def get_queryset(self):
         return selectors.list_user_notifications(user=self.request.user)
+
+
+class LotChatApi(generics.ListAPIView):
+    """GET: the lot's chat, newest first (paginated). POST: say something in the room."""
+
+    serializer_class = ChatMessageSerializer
+    filter_backends: list = []
+
+    def get_queryset(self):
+        lot_id = self.kwargs["lot_id"]
+        if not list_visible_lots(user=self.request.user).filter(pk=lot_id).exists():
+            raise NotFound("lot_not_found", "No such lot.")
+        return selectors.list_chat_messages(lot_id=lot_id)
+
+    @extend_schema(request=ChatInputSerializer, responses={201: ChatMessageSerializer})
+    def post(self, request: Request, lot_id: int) -> Response:
+        serializer = ChatInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        message = services.post_chat_message(lot_id=lot_id, author=request.user, text=serializer.validated_data["text"])
+        return Response(ChatMessageSerializer(message).data, status=status.HTTP_201_CREATED)
+
+
+class ChatHideApi(APIView):
+    """The lot's seller or staff hide a message from the room."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request: Request, lot_id: int, message_id: int) -> Response:
+        if not selectors.list_chat_messages(lot_id=lot_id).filter(pk=message_id).exists():
+            raise NotFound("chat_message_not_found", "No such message.")
+        services.hide_chat_message(message_id=message_id, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -29,10 +29,10 @@ from bids import services as bid_services
 from bids.events import auction_group, dumps, lot_group, lot_min_next_bid, user_group
 from bids.exceptions import BidRejected, InvalidBid
 from bids.presence import get_presence
-from bids.serializers import BidSerializer
+from bids.serializers import BidSerializer, ChatMessageSerializer
 from lots import selectors as lot_selectors
 from lots import services as lot_services
-from lots.serializers import LotSerializer
+from lots.serializers import LotSerializer, RegistrationSerializer
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,12 @@ def _lot_status(lot_id: int, user) -> dict[str, Any] | None:
         return None
     if lot_services.settle_lot_if_due(lot=lot):
         lot = lot_selectors.get_lot(lot_id=lot_id)
-    return {"seq": lot.seq, "lot": LotSerializer(lot, context=_user_context(user)).data}
+    registration = lot_selectors.get_registration(auction_id=lot.auction_id, user=user)
+    return {
+        "seq": lot.seq,
+        "lot": LotSerializer(lot, context=_user_context(user)).data,
+        "registration": RegistrationSerializer(registration).data if registration else None,
+    }
 
 
 @database_sync_to_async
@@ -109,6 +114,21 @@ def _buy_now(**kwargs) -> bid_services.BidOutcome:
 @database_sync_to_async
 def _close_lot(**kwargs) -> None:
     lot_services.close_lot(**kwargs)
+
+
+@database_sync_to_async
+def _post_chat(**kwargs) -> None:
+    bid_services.post_chat_message(**kwargs)
+
+
+@database_sync_to_async
+def _hide_chat(**kwargs) -> None:
+    bid_services.hide_chat_message(**kwargs)
+
+
+@database_sync_to_async
+def _chat_history(lot_id: int, limit: int) -> list[dict]:
+    return ChatMessageSerializer(bid_selectors.list_chat_messages(lot_id=lot_id)[:limit], many=True).data
 
 
 class JsonFrameConsumer(AsyncWebsocketConsumer):
@@ -194,6 +214,13 @@ def _request_id(frame: dict) -> str | None:
     return request_id
 
 
+def _limit(frame: dict) -> int:
+    limit = frame.get("limit", 20)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_HISTORY:
+        raise ProtocolError("invalid_limit", f"limit must be an integer from 1 to {MAX_HISTORY}.")
+    return limit
+
+
 class LotConsumer(JsonFrameConsumer):
     """/ws/lots/<id>/: a lot's room."""
 
@@ -202,6 +229,9 @@ class LotConsumer(JsonFrameConsumer):
         "BUY_NOW": "buy_now",
         "GET_HISTORY": "get_history",
         "CLOSE_AUCTION": "close_auction",
+        "CHAT": "chat",
+        "GET_CHAT": "get_chat",
+        "HIDE_CHAT": "hide_chat",
         "PING": "ping",
     }
 
@@ -234,7 +264,8 @@ class LotConsumer(JsonFrameConsumer):
 
     async def _send_initial_state(self, status: dict) -> None:
         since = _query_param(self.scope, "since")
-        if since is not None and since.isdigit() and int(since) <= status["seq"]:
+        # isdigit() alone passes "²", which int() refuses.
+        if since is not None and since.isascii() and since.isdigit() and int(since) <= status["seq"]:
             missed = await _events_since(self.lot_id, int(since))
             if missed is not None:
                 self.last_seq = int(since)
@@ -243,8 +274,11 @@ class LotConsumer(JsonFrameConsumer):
                     self.last_seq += 1
                 return
         self.last_seq = status["seq"]
+        await self.send_lot_status(status)
+
+    async def send_lot_status(self, status: dict) -> None:
         await self.send_json({"type": "LOT_STATUS", "seq": status["seq"], "server_time": timezone.now(),
-                              "lot": status["lot"]})
+                              "lot": status["lot"], "registration": status["registration"]})
 
     async def disconnect(self, code) -> None:
         await super().disconnect(code)
@@ -286,8 +320,7 @@ class LotConsumer(JsonFrameConsumer):
                 status = await _lot_status(self.lot_id, self.scope["user"])
                 self.pending.clear()
                 self.last_seq = status["seq"]
-                await self.send_json({"type": "LOT_STATUS", "seq": status["seq"], "server_time": timezone.now(),
-                                      "lot": status["lot"]})
+                await self.send_lot_status(status)
                 return
             for text in missed:
                 seq = json.loads(text)["seq"]
@@ -299,6 +332,9 @@ class LotConsumer(JsonFrameConsumer):
 
     async def lot_presence(self, message: dict) -> None:
         await self.send_json({"type": "USERS_COUNT", "count": message["count"]})
+
+    async def lot_chat(self, message: dict) -> None:
+        await self.send(text_data=message["text"])
 
     # --- Client requests -----------------------------------------------------
 
@@ -347,10 +383,29 @@ class LotConsumer(JsonFrameConsumer):
         })
 
     async def get_history(self, frame: dict) -> None:
-        limit = frame.get("limit", 20)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_HISTORY:
-            raise ProtocolError("invalid_limit", f"limit must be an integer from 1 to {MAX_HISTORY}.")
+        limit = _limit(frame)
         await self.send_json({"type": "BID_HISTORY", "bids": await _history(self.lot_id, limit)})
+
+    async def chat(self, frame: dict) -> None:
+        author = self.require_user()
+        try:
+            await _post_chat(lot_id=self.lot_id, author=author, text=frame.get("text"))
+        except DomainError as exc:
+            raise ProtocolError(exc.code, exc.message) from exc
+
+    async def get_chat(self, frame: dict) -> None:
+        limit = _limit(frame)
+        await self.send_json({"type": "CHAT_HISTORY", "messages": await _chat_history(self.lot_id, limit)})
+
+    async def hide_chat(self, frame: dict) -> None:
+        actor = self.require_user()
+        message_id = frame.get("id")
+        if isinstance(message_id, bool) or not isinstance(message_id, int):
+            raise ProtocolError("invalid_message", "HIDE_CHAT needs the message's integer `id`.")
+        try:
+            await _hide_chat(message_id=message_id, actor=actor)
+        except DomainError as exc:
+            raise ProtocolError(exc.code, exc.message) from exc
 
     async def close_auction(self, frame: dict) -> None:
         actor = self.require_user()

@@ -76,6 +76,25 @@ def bid_payload(bid, *, bidder_username: str) -> dict[str, Any]:
     }
 
 
+def chat_payload(message) -> dict[str, Any]:
+    return {
+        "id": message.pk,
+        "user": message.user.username,
+        "text": message.text,
+        "is_seller": message.is_seller,
+        "created_at": message.created_at,
+    }
+
+
+def broadcast_chat(lot_id: int, text: str) -> None:
+    """Chat frames go to the room without a `seq`: they are not lot state."""
+    layer = get_channel_layer()
+    try:
+        async_to_sync(layer.group_send)(lot_group(lot_id), {"type": "lot.chat", "text": text})
+    except Exception:
+        logger.exception("chat broadcast failed for lot %s", lot_id)
+
+
 def lot_result(lot: Lot) -> dict[str, Any]:
     return {
         "id": lot.id,
@@ -123,6 +142,25 @@ class Outbox:
         transaction.on_commit(lambda: broadcast(lot_id, auction_slug, messages, private, wake_clock=wake))
 
 
+def flush_outboxes(outboxes: list[Outbox], *, mailed_by_caller: bool = False) -> None:
+    """`Outbox.flush` for several lots at once: one insert per table, one broadcast after commit.
+
+    `mailed_by_caller`: the caller (the clock) e-mails the notifications at the
+    end of its round, so no clock is woken for them.
+    """
+    LotEvent.objects.bulk_create([event for outbox in outboxes for event in outbox.events])
+    Notification.objects.bulk_create([n for outbox in outboxes for n in outbox.notifications])
+    sends = [
+        (outbox.lot.id, outbox.lot.auction.slug if outbox.lot.auction_id else None,
+         [(e.seq, e.text) for e in outbox.events], [(n.user_id, notification_text(n)) for n in outbox.notifications])
+        for outbox in outboxes
+        if outbox.events or outbox.notifications
+    ]
+    wake = any(outbox.times_changed or (outbox.notifications and not mailed_by_caller) for outbox in outboxes)
+    if sends or wake:
+        transaction.on_commit(lambda: broadcast_many(sends, wake_clock=wake))
+
+
 def notification_text(notification: Notification) -> str:
     return dumps({"type": notification.type, "id": notification.id, "created_at": notification.created_at,
                   **notification.payload})
@@ -148,6 +186,19 @@ def broadcast(
         logger.exception("broadcast failed for lot %s", lot_id)
 
 
+def broadcast_many(
+    sends: list[tuple[int, str | None, list[tuple[int, str]], list[tuple[int, str]]]], *, wake_clock: bool = False
+) -> None:
+    """`broadcast` for several lots, each as (lot_id, auction_slug, events, notifications), in one go."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(_send_many)(layer, sends, wake_clock)
+    except Exception:
+        logger.exception("broadcast failed for lots %s", [send[0] for send in sends])
+
+
 def wake_clocks() -> None:
     """After commit: tell every clock that lot times changed."""
     broadcast(None, None, [], [], wake_clock=True)
@@ -161,5 +212,12 @@ async def _send_all(layer, lot_id, auction_slug, events, notifications, wake_clo
             await layer.group_send(auction_group(auction_slug), message)
     for user_id, text in notifications:
         await layer.group_send(user_group(user_id), {"type": "user.event", "text": text})
+    if wake_clock:
+        await layer.group_send(CLOCK_GROUP, {"type": "clock.wake"})
+
+
+async def _send_many(layer, sends, wake_clock) -> None:
+    for lot_id, auction_slug, events, notifications in sends:
+        await _send_all(layer, lot_id, auction_slug, events, notifications, False)
     if wake_clock:
         await layer.group_send(CLOCK_GROUP, {"type": "clock.wake"})

@@ -92,3 +92,28 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} for {self.user_id}"
+
+
+class ChatMessage(models.Model):
+    """A message in a lot's room. Plain text: never rendered as HTML."""
+
+    lot = models.ForeignKey(Lot, on_delete=models.CASCADE, related_name="chat_messages")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_messages")
+    text = models.TextField()
+    # Written by the lot's seller: their answers are marked as such.
+    is_seller = models.BooleanField(default=False)
+    hidden = models.BooleanField(default=False)
+    hidden_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["lot", "-id"])]
+        constraints = [
+            models.CheckConstraint(condition=~Q(text=""), name="chat_text_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} on lot {self.lot_id}: {self.text[:40]}"

@@ -2,7 +2,7 @@
 
 from django.db.models import QuerySet
 
-from bids.models import Bid, LotEvent, Notification
+from bids.models import Bid, ChatMessage, LotEvent, Notification
 
 
 def list_public_bids(*, lot_id: int) -> QuerySet[Bid]:
@@ -26,3 +26,8 @@ def list_events_since(*, lot_id: int, since: int, limit: int) -> list[str] | Non
 
 def list_user_notifications(*, user) -> QuerySet[Notification]:
     return Notification.objects.filter(user=user).order_by("-id")
+
+
+def list_chat_messages(*, lot_id: int) -> QuerySet[ChatMessage]:
+    """A lot's visible chat, newest first."""
+    return ChatMessage.objects.filter(lot_id=lot_id, hidden=False).select_related("user").order_by("-id")

@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from bids.fields import MoneyField
-from bids.models import Bid, Notification
+from bids.models import Bid, ChatMessage, Notification
 from lots.serializers import LotSerializer
 
 
@@ -48,4 +48,19 @@ class NotificationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Notification
         fields = ["id", "type", "lot", "payload", "created_at"]
+        read_only_fields = fields
+
+
+class ChatInputSerializer(serializers.Serializer):
+    text = serializers.CharField(max_length=10_000, trim_whitespace=False, allow_blank=True)
+
+
+class ChatMessageSerializer(serializers.ModelSerializer):
+    """A chat message; `text` is plain text, never HTML."""
+
+    user = serializers.CharField(source="user.username", read_only=True)
+
+    class Meta:
+        model = ChatMessage
+        fields = ["id", "user", "text", "is_seller", "created_at"]
         read_only_fields = fields

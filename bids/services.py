@@ -13,15 +13,17 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from bids.events import Outbox, bid_payload, lot_price_state
+from auction_site.exceptions import InvalidInput, NotFound, RateLimited
+from bids.events import Outbox, bid_payload, broadcast_chat, chat_payload, dumps, lot_price_state
 from bids.exceptions import BidRejected, InvalidBid
-from bids.models import Bid
+from bids.models import Bid, ChatMessage
 from bids.rules import currency_places, increment_for, min_next_bid, parse_money
-from lots.models import Lot, LotStatus
-from lots.services import finish_lot, lock_lot
+from lots.models import Lot, LotStatus, Registration, RegistrationStatus
+from lots.services import ensure_can_manage, finish_lot, lock_lot
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,8 @@ def _replay(*, lot: Lot, bidder, idempotency_key: str, request_hash: str) -> Bid
 
 
 def ensure_can_bid(*, lot: Lot, bidder, now: datetime) -> None:
-    """Raises `lot_not_open`, `lot_closed`, `own_lot`, `staff_cannot_bid`."""
+    """Raises `lot_not_open`, `lot_closed`, `own_lot`, `staff_cannot_bid`, `not_registered`,
+    `registration_pending`."""
     if lot.status in (LotStatus.CLOSED, LotStatus.CANCELLED):
         raise BidRejected("lot_closed", "Bidding on this lot has ended.")
     if lot.status != LotStatus.OPEN:
@@ -72,6 +75,20 @@ def ensure_can_bid(*, lot: Lot, bidder, now: datetime) -> None:
         raise BidRejected("own_lot", "You cannot bid on your own lot.")
     if bidder.is_staff and not settings.AUCTION_STAFF_CAN_BID:
         raise BidRejected("staff_cannot_bid", "Staff accounts may not bid.")
+    if lot.auction_id and lot.auction.requires_registration:
+        _ensure_approved(auction_id=lot.auction_id, bidder=bidder)
+
+
+def _ensure_approved(*, auction_id: int, bidder) -> None:
+    """Raises `not_registered` (none, rejected or revoked) or `registration_pending`."""
+    status = Registration.objects.filter(auction_id=auction_id, user=bidder).values_list("status", flat=True).first()
+    if status == RegistrationStatus.APPROVED:
+        return
+    if status == RegistrationStatus.PENDING:
+        raise BidRejected("registration_pending", "Your registration for this sale awaits approval.")
+    if status is None:
+        raise BidRejected("not_registered", "Register for this sale before bidding.")
+    raise BidRejected("not_registered", f"Your registration for this sale was {status}.")
 
 
 def _with_reserve(lot: Lot, price: Decimal, ceiling: Decimal) -> Decimal:
@@ -284,3 +301,52 @@ def buy_now(*, lot_id: int, buyer, idempotency_key: str | None = None, now: date
     finish_lot(lot=lot, outbox=outbox, now=now)
     outbox.flush()
     return BidOutcome(bid=bid, lot=lot, leading=True)
+
+
+# --- Lot chat ------------------------------------------------------------------
+
+
+def _take_chat_allowance(user) -> None:
+    """A fixed one-minute window per user, shared by every process through the cache."""
+    key = f"chat-rate:{user.pk}:{int(timezone.now().timestamp() // 60)}"
+    cache.add(key, 0, timeout=90)
+    if cache.incr(key) > settings.CHAT_MESSAGES_PER_MINUTE:
+        raise RateLimited("rate_limited", "You are sending messages too fast; wait a minute.")
+
+
+@transaction.atomic
+def post_chat_message(*, lot_id: int, author, text: object) -> ChatMessage:
+    """Post to a lot's room; broadcast after commit.
+
+    Raises `invalid_text`, `text_too_long`, `lot_not_found`, `rate_limited`.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInput("invalid_text", "A message needs some text.")
+    text = text.strip()
+    if len(text) > settings.CHAT_MAX_LENGTH:
+        raise InvalidInput("text_too_long", f"A message has at most {settings.CHAT_MAX_LENGTH} characters.")
+    lot = Lot.objects.exclude(status=LotStatus.DRAFT).filter(pk=lot_id).first()
+    if lot is None:
+        raise NotFound("lot_not_found", "No such lot.")
+    _take_chat_allowance(author)
+    message = ChatMessage.objects.create(lot=lot, user=author, text=text, is_seller=author.pk == lot.seller_id)
+    message.user = author
+    text_frame = dumps({"type": "CHAT_MESSAGE", "lot_id": lot.pk, **chat_payload(message)})
+    transaction.on_commit(lambda: broadcast_chat(lot.pk, text_frame))
+    return message
+
+
+@transaction.atomic
+def hide_chat_message(*, message_id: int, actor) -> ChatMessage:
+    """The lot's seller or staff hide a message. Raises `chat_message_not_found`, `not_lot_manager`."""
+    message = ChatMessage.objects.select_for_update().select_related("lot").filter(pk=message_id).first()
+    if message is None:
+        raise NotFound("chat_message_not_found", "No such message.")
+    ensure_can_manage(lot=message.lot, actor=actor)
+    if not message.hidden:
+        message.hidden = True
+        message.hidden_by = actor
+        message.save(update_fields=["hidden", "hidden_by"])
+        text_frame = dumps({"type": "CHAT_HIDDEN", "lot_id": message.lot_id, "id": message.pk})
+        transaction.on_commit(lambda: broadcast_chat(message.lot_id, text_frame))
+    return message

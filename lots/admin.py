@@ -5,7 +5,7 @@ from django.http import HttpRequest
 from auction_site.exceptions import DomainError
 from bids.models import Bid
 from lots import services
-from lots.models import Auction, Lot, Watch
+from lots.models import Auction, Lot, Registration, Watch
 
 
 class BidInline(admin.TabularInline):
@@ -110,3 +110,43 @@ class AuctionAdmin(admin.ModelAdmin):
 class WatchAdmin(admin.ModelAdmin):
     list_display = ("user", "lot", "created_at")
     raw_id_fields = ("user", "lot")
+
+
+def _decide(modeladmin, request, queryset, decision: str, verb: str) -> None:
+    done = 0
+    for registration_id in queryset.values_list("pk", flat=True):
+        try:
+            services.decide_registration(registration_id=registration_id, actor=request.user, decision=decision)
+            done += 1
+        except DomainError as exc:
+            modeladmin.message_user(request, f"Registration {registration_id}: {exc.message}", messages.WARNING)
+    if done:
+        modeladmin.message_user(request, f"{verb} {done} registration(s).", messages.SUCCESS)
+
+
+@admin.action(description="Approve selected registrations")
+def approve(modeladmin, request, queryset):
+    _decide(modeladmin, request, queryset, "approve", "Approved")
+
+
+@admin.action(description="Reject selected registrations")
+def reject(modeladmin, request, queryset):
+    _decide(modeladmin, request, queryset, "reject", "Rejected")
+
+
+@admin.action(description="Revoke selected registrations")
+def revoke(modeladmin, request, queryset):
+    _decide(modeladmin, request, queryset, "revoke", "Revoked")
+
+
+@admin.register(Registration)
+class RegistrationAdmin(admin.ModelAdmin):
+    list_display = ("auction", "paddle_number", "user", "status", "created_at", "decided_at")
+    list_filter = ("status", "auction")
+    search_fields = ("user__username", "user__email")
+    list_select_related = ("auction", "user")
+    readonly_fields = ("auction", "user", "paddle_number", "status", "created_at", "decided_at", "decided_by")
+    actions = [approve, reject, revoke]
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -15,6 +15,7 @@ from lots.serializers import (
     LotSerializer,
     LotUpdateSerializer,
     LotWriteSerializer,
+    RegistrationSerializer,
     StaggerSerializer,
 )
 
@@ -129,9 +130,7 @@ class AuctionStaggerApi(APIView):
     def post(self, request: Request, slug: str) -> Response:
         serializer = StaggerSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        auction = selectors.list_auctions().filter(slug=slug).first()
-        if auction is None:
-            raise NotFound("auction_not_found", "No such sale.")
+        auction = _auction_or_404(slug)
         lots = services.stagger_auction_lots(auction=auction, actor=request.user, **serializer.validated_data)
         return Response(LotSerializer(lots, many=True, context={"request": request}).data)
 
@@ -144,3 +143,59 @@ class AuctionDetailApi(generics.RetrieveUpdateAPIView):
 
     def get_queryset(self):
         return selectors.list_auctions().annotate(lot_count=Count("lots"))
+
+
+def _auction_or_404(slug: str):
+    auction = selectors.list_auctions().filter(slug=slug).first()
+    if auction is None:
+        raise NotFound("auction_not_found", "No such sale.")
+    return auction
+
+
+class AuctionRegisterApi(APIView):
+    """Register to bid in a sale; answers with your paddle number and status."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(request=None, responses={201: RegistrationSerializer})
+    def post(self, request: Request, slug: str) -> Response:
+        auction = _auction_or_404(slug)
+        registration = services.register_for_auction(auction_id=auction.pk, user=request.user)
+        return Response(RegistrationSerializer(registration).data, status=status.HTTP_201_CREATED)
+
+
+class ParticipantListApi(generics.ListAPIView):
+    """Staff: everyone registered for the sale."""
+
+    serializer_class = RegistrationSerializer
+    permission_classes = [permissions.IsAdminUser]
+    filter_backends: list = []
+
+    def get_queryset(self):
+        _auction_or_404(self.kwargs["slug"])
+        return selectors.list_participants(auction_slug=self.kwargs["slug"])
+
+
+class ParticipantDecisionApi(APIView):
+    """Staff: approve/, reject/ or revoke/ a registration."""
+
+    permission_classes = [permissions.IsAdminUser]
+    decision = None
+
+    @extend_schema(request=None, responses={200: RegistrationSerializer})
+    def post(self, request: Request, slug: str, registration_id: int) -> Response:
+        if not selectors.list_participants(auction_slug=slug).filter(pk=registration_id).exists():
+            raise NotFound("registration_not_found", "No such registration in this sale.")
+        registration = services.decide_registration(
+            registration_id=registration_id, actor=request.user, decision=self.decision
+        )
+        return Response(RegistrationSerializer(registration).data)
+
+
+class MyRegistrationsApi(generics.ListAPIView):
+    serializer_class = RegistrationSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    filter_backends: list = []
+
+    def get_queryset(self):
+        return selectors.list_user_registrations(user=self.request.user)

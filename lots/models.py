@@ -11,6 +11,10 @@ class Auction(models.Model):
     description = models.TextField(blank=True)
     starts_at = models.DateTimeField(null=True, blank=True)
     ends_at = models.DateTimeField(null=True, blank=True)
+    requires_registration = models.BooleanField(
+        default=False, help_text="Only approved participants may bid on this sale's lots."
+    )
+    auto_approve = models.BooleanField(default=False, help_text="Approve registrations at once.")
     stagger_seconds = models.PositiveIntegerField(
         default=0, help_text="When staggering, each lot ends this many seconds after the previous one."
     )
@@ -155,3 +159,35 @@ class Watch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} watches {self.lot_id}"
+
+
+class RegistrationStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    REVOKED = "revoked", "Revoked"
+
+
+class Registration(models.Model):
+    """A user's registration to bid in a sale, with their paddle number."""
+
+    auction = models.ForeignKey(Auction, on_delete=models.CASCADE, related_name="registrations")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="registrations")
+    paddle_number = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=RegistrationStatus.choices, default=RegistrationStatus.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["auction", "paddle_number"]
+        constraints = [
+            models.UniqueConstraint(fields=["auction", "user"], name="registration_once_per_sale"),
+            models.UniqueConstraint(fields=["auction", "paddle_number"], name="paddle_unique_in_sale"),
+            models.CheckConstraint(condition=Q(paddle_number__gt=0), name="paddle_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Paddle {self.paddle_number} ({self.user_id}) in {self.auction_id}"

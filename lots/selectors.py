@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import Min, Q, QuerySet
 
-from lots.models import Auction, Lot, LotStatus
+from lots.models import Auction, Lot, LotStatus, Registration
 
 
 def lots_with_people() -> QuerySet[Lot]:
@@ -57,3 +57,17 @@ def next_due_at() -> datetime | None:
     if warn_at is not None:
         times.append(warn_at - lead)
     return min((t for t in times if t is not None), default=None)
+
+
+def list_user_registrations(*, user) -> QuerySet[Registration]:
+    return Registration.objects.filter(user=user).select_related("auction").order_by("-created_at")
+
+
+def list_participants(*, auction_slug: str) -> QuerySet[Registration]:
+    return Registration.objects.filter(auction__slug=auction_slug).select_related("user").order_by("paddle_number")
+
+
+def get_registration(*, auction_id: int | None, user) -> Registration | None:
+    if auction_id is None or not user.is_authenticated:
+        return None
+    return Registration.objects.filter(auction_id=auction_id, user=user).first()

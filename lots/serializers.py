@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from bids.events import lot_min_next_bid
 from bids.fields import MoneyField
-from lots.models import Auction, Lot
+from lots.models import Auction, Lot, Registration
 from lots.selectors import list_visible_lots
 
 
@@ -28,6 +28,7 @@ class LotSerializer(serializers.ModelSerializer):
     reserve_met = serializers.BooleanField(read_only=True)
     has_reserve = serializers.SerializerMethodField()
     reserve_price = serializers.SerializerMethodField()
+    requires_registration = serializers.SerializerMethodField()
 
     class Meta:
         model = Lot
@@ -36,7 +37,7 @@ class LotSerializer(serializers.ModelSerializer):
             "starting_price", "current_price", "min_next_bid", "bid_count", "high_bidder",
             "has_reserve", "reserve_met", "reserve_price", "buy_now_price", "bid_increment",
             "starts_at", "ends_at", "hard_ends_at", "soft_close_seconds",
-            "winner", "final_price", "closed_at", "seq",
+            "requires_registration", "winner", "final_price", "closed_at", "seq",
         ]
         read_only_fields = fields
 
@@ -52,6 +53,9 @@ class LotSerializer(serializers.ModelSerializer):
     @extend_schema_field({"type": "string", "format": "decimal"})
     def get_min_next_bid(self, lot: Lot) -> str:
         return f"{lot_min_next_bid(lot):.2f}"
+
+    def get_requires_registration(self, lot: Lot) -> bool:
+        return bool(lot.auction_id and lot.auction.requires_registration)
 
     def get_has_reserve(self, lot: Lot) -> bool:
         return lot.reserve_price is not None
@@ -111,8 +115,8 @@ class AuctionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Auction
-        fields = ["id", "title", "slug", "description", "starts_at", "ends_at", "stagger_seconds", "lot_count",
-                  "created_at"]
+        fields = ["id", "title", "slug", "description", "starts_at", "ends_at", "requires_registration",
+                  "auto_approve", "stagger_seconds", "lot_count", "created_at"]
         read_only_fields = ["id", "lot_count", "created_at"]
 
 
@@ -127,3 +131,13 @@ class AuctionDetailSerializer(AuctionSerializer):
         user = self.context["request"].user
         lots = list_visible_lots(user=user).filter(auction=auction)
         return LotSerializer(lots, many=True, context=self.context).data
+
+
+class RegistrationSerializer(serializers.ModelSerializer):
+    auction = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    user = serializers.CharField(source="user.username", read_only=True)
+
+    class Meta:
+        model = Registration
+        fields = ["id", "auction", "user", "paddle_number", "status", "created_at", "decided_at"]
+        read_only_fields = fields

@@ -11,21 +11,27 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from auction_site.exceptions import InvalidInput, NotFound
-from bids.events import Outbox, lot_result, wake_clocks
+from bids.events import Outbox, flush_outboxes, lot_result, wake_clocks
 from bids.rules import currency_places, parse_money
 from lots.exceptions import LotActionRefused, NotLotManager
-from lots.models import Auction, Lot, LotStatus, Watch
+from lots.models import Auction, Lot, LotStatus, Registration, RegistrationStatus, Watch
 
 PRICE_FIELDS = ("currency", "starting_price", "reserve_price", "buy_now_price", "bid_increment")
 ENDED = (LotStatus.CLOSED, LotStatus.CANCELLED)
 
 
 def locked_lots():
-    """Lots with their rows locked (only the lot table's row, not joined ones)."""
-    return Lot.objects.select_for_update(of=("self",)).select_related("auction", "high_bidder", "seller")
+    """Lots with their rows locked; related rows are read after the lock, not joined.
+
+    A locker that waited gets the lot row as committed by the holder, but
+    PostgreSQL keeps the joined rows it first saw: a joined `high_bidder`
+    would be the old leader, or none.
+    """
+    return Lot.objects.select_for_update(of=("self",))
 
 
 def lock_lot(lot_id: int) -> Lot:
@@ -225,18 +231,27 @@ def close_lot(*, lot_id: int, actor, now: datetime | None = None) -> Lot:
     return lot
 
 
-# --- The clock: each call claims one due lot, so any number of clocks share the work.
+# --- The clock: each call claims due lots no other clock holds, so any number of clocks share the work.
+
+# Lots closed per transaction: one query claims them all, so that hundreds of
+# lots ending in the same second are all closed within it.
+CLOSE_BATCH = 25
+
+
+def _claim_due(due_field: str, *, limit: int = 1, **filters) -> list[Lot]:
+    """The earliest-due matching lots whose rows no other clock holds, locked."""
+    return list(
+        locked_lots()
+        .select_for_update(of=("self",), skip_locked=True)
+        .filter(**filters)
+        .order_by(due_field, "id")[:limit]
+    )
 
 
 def _claim_next(due_field: str, **filters) -> Lot | None:
     """The earliest-due matching lot whose row no other clock holds, locked."""
-    return (
-        locked_lots()
-        .select_for_update(of=("self",), skip_locked=True)
-        .filter(**filters)
-        .order_by(due_field, "id")
-        .first()
-    )
+    claimed = _claim_due(due_field, **filters)
+    return claimed[0] if claimed else None
 
 
 @transaction.atomic
@@ -257,15 +272,20 @@ def open_next_due_lot(*, now: datetime) -> Lot | None:
 
 
 @transaction.atomic
-def close_next_due_lot(*, now: datetime) -> Lot | None:
-    """Close the next open lot whose end has passed, exactly once; None when none is due."""
-    lot = _claim_next("ends_at", status=LotStatus.OPEN, ends_at__lte=now)
-    if lot is None:
-        return None
-    outbox = Outbox(lot)
-    finish_lot(lot=lot, outbox=outbox, now=now)
-    outbox.flush()
-    return lot
+def close_due_lots(*, now: datetime | None = None, limit: int = CLOSE_BATCH) -> list[Lot]:
+    """Close up to `limit` open lots whose end has passed, each exactly once; [] when none is due.
+
+    They are stamped closed once their rows are locked, so after every bid they accepted.
+    """
+    lots = _claim_due("ends_at", limit=limit, status=LotStatus.OPEN, ends_at__lte=now or timezone.now())
+    closed_at = now or timezone.now()
+    outboxes = []
+    for lot in lots:
+        outbox = Outbox(lot)
+        finish_lot(lot=lot, outbox=outbox, now=closed_at)
+        outboxes.append(outbox)
+    flush_outboxes(outboxes, mailed_by_caller=True)
+    return lots
 
 
 @transaction.atomic
@@ -376,3 +396,58 @@ def watch_lot(*, lot_id: int, user) -> Watch:
 
 def unwatch_lot(*, lot_id: int, user) -> None:
     Watch.objects.filter(user=user, lot_id=lot_id).delete()
+
+
+# --- Registration to bid in a sale -------------------------------------------
+
+
+@transaction.atomic
+def register_for_auction(*, auction_id: int, user) -> Registration:
+    """Register to bid in a sale, with the next paddle number. Locks the sale's row.
+
+    A second call returns the existing registration. Raises `auction_not_found`.
+    """
+    auction = Auction.objects.select_for_update().filter(pk=auction_id).first()
+    if auction is None:
+        raise NotFound("auction_not_found", "No such sale.")
+    existing = Registration.objects.filter(auction=auction, user=user).first()
+    if existing is not None:
+        return existing
+    last_paddle = auction.registrations.aggregate(last=Max("paddle_number"))["last"] or 0
+    approved = auction.auto_approve or not auction.requires_registration
+    return Registration.objects.create(
+        auction=auction, user=user, paddle_number=last_paddle + 1,
+        status=RegistrationStatus.APPROVED if approved else RegistrationStatus.PENDING,
+        decided_at=timezone.now() if approved else None,
+    )
+
+
+REGISTRATION_DECISIONS = {
+    "approve": (RegistrationStatus.APPROVED, {RegistrationStatus.PENDING, RegistrationStatus.REJECTED,
+                                              RegistrationStatus.REVOKED}),
+    "reject": (RegistrationStatus.REJECTED, {RegistrationStatus.PENDING}),
+    "revoke": (RegistrationStatus.REVOKED, {RegistrationStatus.APPROVED}),
+}
+
+
+@transaction.atomic
+def decide_registration(*, registration_id: int, actor, decision: str) -> Registration:
+    """Staff approve, reject or revoke a registration. Bids already placed stay valid.
+
+    Raises `not_staff`, `registration_not_found`, `invalid_transition`.
+    """
+    if not actor.is_staff:
+        raise NotLotManager("not_staff", "Only staff decide registrations.")
+    registration = Registration.objects.select_for_update().filter(pk=registration_id).first()
+    if registration is None:
+        raise NotFound("registration_not_found", "No such registration.")
+    new_status, allowed_from = REGISTRATION_DECISIONS[decision]
+    if registration.status not in allowed_from:
+        raise LotActionRefused(
+            "invalid_transition", f"A {registration.status} registration cannot be {new_status}."
+        )
+    registration.status = new_status
+    registration.decided_at = timezone.now()
+    registration.decided_by = actor
+    registration.save(update_fields=["status", "decided_at", "decided_by"])
+    return registration

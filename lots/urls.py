@@ -1,6 +1,6 @@
 from django.urls import path
 
-from bids.apis import BuyNowApi, LotBidsApi, MyBidsApi, MyNotificationsApi
+from bids.apis import BuyNowApi, ChatHideApi, LotBidsApi, LotChatApi, MyBidsApi, MyNotificationsApi
 from lots import apis
 
 lot_urlpatterns = [
@@ -12,12 +12,21 @@ lot_urlpatterns = [
     path("<int:lot_id>/bids/", LotBidsApi.as_view(), name="lot-bids"),
     path("<int:lot_id>/buy-now/", BuyNowApi.as_view(), name="lot-buy-now"),
     path("<int:lot_id>/watch/", apis.WatchApi.as_view(), name="lot-watch"),
+    path("<int:lot_id>/chat/", LotChatApi.as_view(), name="lot-chat"),
+    path("<int:lot_id>/chat/<int:message_id>/hide/", ChatHideApi.as_view(), name="lot-chat-hide"),
 ]
 
 auction_urlpatterns = [
     path("", apis.AuctionListApi.as_view(), name="auction-list"),
     path("<slug:slug>/", apis.AuctionDetailApi.as_view(), name="auction-detail"),
     path("<slug:slug>/stagger/", apis.AuctionStaggerApi.as_view(), name="auction-stagger"),
+    path("<slug:slug>/register/", apis.AuctionRegisterApi.as_view(), name="auction-register"),
+    path("<slug:slug>/participants/", apis.ParticipantListApi.as_view(), name="auction-participants"),
+    *[
+        path(f"<slug:slug>/participants/<int:registration_id>/{decision}/",
+             apis.ParticipantDecisionApi.as_view(decision=decision), name=f"participant-{decision}")
+        for decision in ("approve", "reject", "revoke")
+    ],
 ]
 
 me_urlpatterns = [
@@ -25,4 +34,5 @@ me_urlpatterns = [
     path("me/watchlist/", apis.MyWatchlistApi.as_view(), name="my-watchlist"),
     path("me/won/", apis.MyWonLotsApi.as_view(), name="my-won"),
     path("me/notifications/", MyNotificationsApi.as_view(), name="my-notifications"),
+    path("me/registrations/", apis.MyRegistrationsApi.as_view(), name="my-registrations"),
 ]
