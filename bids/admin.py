@@ -36,9 +36,9 @@ class LotEventAdmin(ReadOnlyAdmin):
 
 @admin.action(description="Hide selected messages")
 def hide_messages(modeladmin, request, queryset):
-    for message_id in queryset.values_list("pk", flat=True):
+    for lot_id, message_id in queryset.values_list("lot_id", "pk"):
         try:
-            services.hide_chat_message(message_id=message_id, actor=request.user)
+            services.hide_chat_message(lot_id=lot_id, message_id=message_id, actor=request.user)
         except DomainError as exc:
             modeladmin.message_user(request, f"Message {message_id}: {exc.message}", messages.WARNING)
 

@@ -106,7 +106,7 @@ class LotChatApi(generics.ListAPIView):
     def post(self, request: Request, lot_id: int) -> Response:
         serializer = ChatInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        message = services.post_chat_message(lot_id=lot_id, author=request.user, text=serializer.validated_data["text"])
+        message = services.post_chat_message(lot_id=lot_id, author=request.user, text=serializer.validated_data.get("text"))
         return Response(ChatMessageSerializer(message).data, status=status.HTTP_201_CREATED)
 
 
@@ -117,7 +117,5 @@ class ChatHideApi(APIView):
 
     @extend_schema(request=None, responses={204: None})
     def post(self, request: Request, lot_id: int, message_id: int) -> Response:
-        if not selectors.list_chat_messages(lot_id=lot_id).filter(pk=message_id).exists():
-            raise NotFound("chat_message_not_found", "No such message.")
-        services.hide_chat_message(message_id=message_id, actor=request.user)
+        services.hide_chat_message(lot_id=lot_id, message_id=message_id, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

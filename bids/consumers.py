@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from accounts.middleware import CLOSE_UNAUTHORIZED
 from auction_site.exceptions import DomainError
+from auction_site.metrics import WEBSOCKETS_OPEN
 from bids import selectors as bid_selectors
 from bids import services as bid_services
 from bids.events import auction_group, dumps, lot_group, lot_min_next_bid, user_group
@@ -139,6 +140,7 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
     async def websocket_connect(self, message) -> None:
         self.expiry_task: asyncio.Task | None = None
         self.bucket = TokenBucket(settings.WS_MESSAGES_PER_SECOND, settings.WS_MESSAGE_BURST)
+        WEBSOCKETS_OPEN.labels(type(self).__name__).inc()
         await super().websocket_connect(message)
 
     async def send_json(self, payload: dict[str, Any]) -> None:
@@ -160,6 +162,7 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
         await self.close(code=CLOSE_UNAUTHORIZED)
 
     async def disconnect(self, code) -> None:
+        WEBSOCKETS_OPEN.labels(type(self).__name__).dec()
         if self.expiry_task is not None:
             self.expiry_task.cancel()
 
@@ -403,7 +406,7 @@ class LotConsumer(JsonFrameConsumer):
         if isinstance(message_id, bool) or not isinstance(message_id, int):
             raise ProtocolError("invalid_message", "HIDE_CHAT needs the message's integer `id`.")
         try:
-            await _hide_chat(message_id=message_id, actor=actor)
+            await _hide_chat(lot_id=self.lot_id, message_id=message_id, actor=actor)
         except DomainError as exc:
             raise ProtocolError(exc.code, exc.message) from exc
 

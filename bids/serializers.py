@@ -52,7 +52,9 @@ class NotificationSerializer(serializers.ModelSerializer):
 
 
 class ChatInputSerializer(serializers.Serializer):
-    text = serializers.CharField(max_length=10_000, trim_whitespace=False, allow_blank=True)
+    # Every check on the text (missing, empty, too long) is the service's, with the same codes as on
+    # the socket; DATA_UPLOAD_MAX_MEMORY_SIZE bounds the body.
+    text = serializers.CharField(required=False, allow_null=True, allow_blank=True, trim_whitespace=False)
 
 
 class ChatMessageSerializer(serializers.ModelSerializer):

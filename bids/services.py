@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from auction_site.exceptions import InvalidInput, NotFound, RateLimited
+from auction_site.metrics import count_bids
 from bids.events import Outbox, bid_payload, broadcast_chat, chat_payload, dumps, lot_price_state
 from bids.exceptions import BidRejected, InvalidBid
 from bids.models import Bid, ChatMessage
@@ -213,6 +214,7 @@ def _outbid_notice(lot: Lot) -> dict:
     return {"lot_id": lot.id, "title": lot.title, **lot_price_state(lot, high_bidder_username=lot.high_bidder.username)}
 
 
+@count_bids("bid")
 @transaction.atomic
 def place_bid(
     *,
@@ -270,6 +272,7 @@ def place_bid(
     return BidOutcome(bid=own_bid, lot=lot, leading=leading)
 
 
+@count_bids("buy_now")
 @transaction.atomic
 def buy_now(*, lot_id: int, buyer, idempotency_key: str | None = None, now: datetime | None = None) -> BidOutcome:
     """Buy the lot at its buy-now price and close it at once. Locks the lot row.
@@ -337,11 +340,13 @@ def post_chat_message(*, lot_id: int, author, text: object) -> ChatMessage:
 
 
 @transaction.atomic
-def hide_chat_message(*, message_id: int, actor) -> ChatMessage:
-    """The lot's seller or staff hide a message. Raises `chat_message_not_found`, `not_lot_manager`."""
-    message = ChatMessage.objects.select_for_update().select_related("lot").filter(pk=message_id).first()
+def hide_chat_message(*, lot_id: int, message_id: int, actor) -> ChatMessage:
+    """The lot's seller or staff hide one of its messages. Raises `chat_message_not_found`, `not_lot_manager`."""
+    message = (
+        ChatMessage.objects.select_for_update().select_related("lot").filter(pk=message_id, lot_id=lot_id).first()
+    )
     if message is None:
-        raise NotFound("chat_message_not_found", "No such message.")
+        raise NotFound("chat_message_not_found", "No such message in this lot's chat.")
     ensure_can_manage(lot=message.lot, actor=actor)
     if not message.hidden:
         message.hidden = True

@@ -85,6 +85,9 @@ class Inbox:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=5)
+            # channels_redis closes the connections it opened on a loop when that loop closes;
+            # left open, they break the next release of the layer from another loop.
+            self.loop.close()
 
 
 async def _receive_all(layer, channel: str, timeout: float = 0.1) -> list[dict]:
