@@ -18,7 +18,6 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 ON_SERVICES = settings.DATABASES["default"]["ENGINE"].endswith("postgresql") and bool(settings.REDIS_URL)
 UNDER_CI = os.environ.get("CI", "").lower() == "true"
-MANDATORY_UNDER_CI = ("services", "browser")
 PASSWORD = "correct-horse-battery-staple"
 
 
@@ -31,15 +30,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def _must_run_here(item) -> bool:
+    """Under CI=true: browser tests in both legs, services tests in the PostgreSQL/Redis leg."""
+    if item.get_closest_marker("browser"):
+        return True
+    return ON_SERVICES and item.get_closest_marker("services") is not None
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
-    if (
-        UNDER_CI
-        and ON_SERVICES
-        and report.skipped
-        and any(item.get_closest_marker(name) for name in MANDATORY_UNDER_CI)
-    ):
+    if UNDER_CI and report.skipped and not hasattr(report, "wasxfail") and _must_run_here(item):
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, where it must run: {report.longrepr}"
     return report

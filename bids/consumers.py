@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import time
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -73,7 +72,9 @@ def _query_param(scope, name: str) -> str | None:
 
 
 def _user_context(user) -> dict[str, Any]:
-    return {"request": SimpleNamespace(user=user)}
+    # No HTTP request behind a socket: the serializer shows this viewer's view,
+    # with media URLs relative to the site.
+    return {"viewer": user}
 
 
 @database_sync_to_async

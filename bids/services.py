@@ -211,7 +211,8 @@ def _plan_raise(*, lot: Lot, bidder, ceiling: Decimal, key, request_hash) -> Pla
 
 
 def _outbid_notice(lot: Lot) -> dict:
-    return {"lot_id": lot.id, "title": lot.title, **lot_price_state(lot, high_bidder_username=lot.high_bidder.username)}
+    return {"lot_id": lot.id, "title": lot.title, "currency": lot.currency,
+            **lot_price_state(lot, high_bidder_username=lot.high_bidder.username)}
 
 
 @count_bids("bid")

@@ -63,7 +63,7 @@ class LotSerializer(serializers.ModelSerializer):
     @extend_schema_field({"type": "string", "format": "decimal", "nullable": True,
                           "description": "Only shown to the seller and staff."})
     def get_reserve_price(self, lot: Lot) -> str | None:
-        user = getattr(self.context.get("request"), "user", None)
+        user = self.context.get("viewer") or getattr(self.context.get("request"), "user", None)
         if lot.reserve_price is None or user is None or not (user.is_staff or user.pk == lot.seller_id):
             return None
         return f"{lot.reserve_price:.2f}"

@@ -205,7 +205,7 @@ def finish_lot(*, lot: Lot, outbox: Outbox, now: datetime) -> None:
         lot.final_price = lot.current_price
     outbox.lot_event("AUCTION_ENDED", lot=lot_result(lot))
     lot.save(update_fields=["status", "closed_at", "winner", "final_price", "seq", "updated_at"])
-    notice = {"lot_id": lot.id, "title": lot.title, "final_price": lot.final_price}
+    notice = {"lot_id": lot.id, "title": lot.title, "currency": lot.currency, "final_price": lot.final_price}
     if lot.winner_id:
         outbox.notify(lot.winner_id, "WON", **notice)
         outbox.notify(lot.seller_id, "LOT_SOLD", **notice, winner=lot.winner.username)
@@ -301,7 +301,7 @@ def announce_next_ending_soon(*, now: datetime) -> Lot | None:
     outbox = Outbox(lot)
     for user_id in lot.watches.values_list("user_id", flat=True):
         outbox.notify(user_id, "ENDING_SOON", lot_id=lot.id, title=lot.title, ends_at=lot.ends_at,
-                      current_price=lot.current_price)
+                      currency=lot.currency, current_price=lot.current_price)
     outbox.flush()
     return lot
 

@@ -1,0 +1,407 @@
+// The lot page: live price, countdown, bidding over the lot's WebSocket
+// (REST with the same idempotency key when the socket is down or silent).
+import { api, getAll } from "../api.js";
+import { compareMoney, dateTime, duration, isAmount, money, serverClock, timeOfDay } from "../format.js";
+import { applyEvent, flash, imageOrPlaceholder, lotPhase, outcomeText, priceText, registrationPanel } from "../lots.js";
+import { LiveSocket } from "../socket.js";
+import { $, connectionBadge, el, initPage, setText, showBanner } from "../ui.js";
+
+const lotId = Number($("main").dataset.lotId);
+const ANSWER_TIMEOUT_MS = 8000;
+const HISTORY_SIZE = 50;
+
+const state = { lot: null, user: null, phase: null, watching: false, bids: new Map(), pending: new Map() };
+const fmt = (amount) => money(amount, state.lot?.currency);
+// randomUUID needs a secure context; getRandomValues does not.
+const newRequestId = () =>
+  crypto.randomUUID?.() ?? [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
+
+// What a person reads for each refusal: BID_REJECTED and ERROR codes, and REST error codes.
+const MALFORMED = () => "The page sent a request the server did not understand. Reload the page and try again.";
+const REFUSALS = {
+  lot_not_open: () => "This lot is not open for bidding yet.",
+  lot_closed: () => "Bidding on this lot has ended.",
+  own_lot: () => "You can't bid on your own lot.",
+  staff_cannot_bid: () => "Staff accounts can't bid.",
+  bid_too_low: (r) => (r.min_next_bid ? `Your bid is too low: the minimum bid is now ${fmt(r.min_next_bid)}.` : "Your bid is too low."),
+  already_leading: () => "You're already the highest bidder. To bid more, enter a higher maximum bid.",
+  buy_now_unavailable: () => "Buy now is no longer available on this lot.",
+  idempotency_conflict: () => "That request clashed with an earlier one. Please place your bid again.",
+  not_registered: () => "Register for this sale before bidding.",
+  registration_pending: () => "Your registration for this sale is still awaiting approval.",
+  lot_not_found: () => "This lot no longer exists.",
+  invalid_amount: (r) => `That amount isn't valid. ${r.message || ""}`.trim(),
+  auth_required: () => "Your session has ended. Log in again to bid.",
+  not_authenticated: () => "Your session has ended. Log in again to bid.",
+  rate_limited: () => "You're sending bids too fast. Wait a moment and try again.",
+  throttled: () => "Too many requests. Wait a moment and try again.",
+  not_lot_manager: () => "Only the seller or staff can do that.",
+  service_unavailable: () => "The auction service is briefly unavailable. Try again in a moment.",
+  network_error: () => "Can't reach the server. Check your connection and try again.",
+  invalid_idempotency_key: MALFORMED,
+  invalid_request_id: MALFORMED,
+  invalid_json: MALFORMED,
+  invalid_message: MALFORMED,
+  unknown_type: MALFORMED,
+  binary_not_supported: MALFORMED,
+  invalid_limit: MALFORMED,
+};
+
+const STATUS_TEXT = { draft: "Draft", scheduled: "Upcoming", open: "Open", closed: "Ended", cancelled: "Cancelled" };
+
+const socket = new LiveSocket(`/ws/lots/${lotId}/`, {
+  trackSeq: true,
+  onFrame,
+  onState: (socketState) => {
+    connectionBadge("#connection")(socketState);
+    if (socketState === "gone") showMissing();
+  },
+});
+
+// --- Rendering ----------------------------------------------------------------
+
+function render() {
+  const { lot, user } = state;
+  if (!lot) return;
+  const { phase } = lotPhase(lot);
+  const previous = state.phase;
+  state.phase = phase;
+  if ((phase === "ending" || phase === "opening") && previous !== phase) awaitClock();
+  $("#lot").removeAttribute("aria-busy");
+  document.title = `${lot.title} · Auctions`;
+  setText("#lot-title", lot.title);
+  setText("#lot-seller", lot.seller);
+  setText("#lot-description", lot.description || "No description.");
+  renderImage(lot);
+  if (lot.auction) {
+    $("#lot-sale").hidden = false;
+    $("#lot-sale-link").href = `/auctions/${encodeURIComponent(lot.auction)}/`;
+    setText("#lot-sale-link", `Sale: ${lot.auction}`);
+  }
+  const status = setText("#lot-status", STATUS_TEXT[lot.status] ?? lot.status);
+  status.dataset.status = lot.status;
+
+  const sold = lot.status === "closed" && lot.final_price;
+  setText("#price-label", sold ? "Sold for" : lot.bid_count ? "Current bid" : "Starting price");
+  const before = $("#lot-price").textContent;
+  if (setText("#lot-price", priceText(lot)).textContent !== before && before !== "—") flash($("#lot-price"));
+  setText("#lot-bid-count", lot.bid_count === 1 ? "1 bid" : `${lot.bid_count} bids`);
+  const leading = user && lot.high_bidder === user.username;
+  const leader = phase === "ended" || !lot.high_bidder ? "" : leading ? "You're the highest bidder" : `Highest bidder: ${lot.high_bidder}`;
+  setText("#lot-leader", leader).dataset.leading = String(Boolean(leading));
+  const reserve = $("#lot-reserve");
+  reserve.hidden = !lot.has_reserve;
+  reserve.textContent = lot.reserve_met ? "Reserve met" : "Reserve not met";
+  reserve.dataset.met = String(lot.reserve_met);
+  setText("#min-next-bid", fmt(lot.min_next_bid));
+
+  const result = $("#lot-result");
+  result.hidden = phase !== "ended";
+  if (phase === "ended") result.textContent = outcomeText(lot, user);
+
+  const form = $("#bid-form");
+  form.hidden = !user || phase === "ended";
+  $("#login-prompt").hidden = Boolean(user) || phase === "ended";
+  for (const control of form.elements) control.disabled = phase !== "open";
+  if (phase === "upcoming" || phase === "opening") say("Bidding opens when the lot starts.", "info");
+  else if (previous === "upcoming" || previous === "opening") say("");
+  $("#buy-now").hidden = !buyNowAvailable(lot);
+  setText("#buy-now-price", fmt(lot.buy_now_price));
+  if ($("#buy-now").hidden) $("#buy-now-confirm").hidden = true;
+  prefillAmount();
+  if (user && lot.requires_registration && lot.auction && $("#registration").hidden) {
+    $("#registration").hidden = false;
+    registrationPanel($("#registration"), lot.auction);
+  }
+  tick();
+}
+
+function renderImage(lot) {
+  if (state.image === lot.image) return;
+  state.image = lot.image;
+  const image = imageOrPlaceholder(lot, "lot-image");
+  if (image.tagName === "IMG") image.alt = lot.title;
+  $("#lot-media").replaceChildren(image);
+}
+
+function buyNowAvailable(lot) {
+  return (
+    lot.status === "open" &&
+    lotPhase(lot).phase === "open" &&
+    Boolean(lot.buy_now_price) &&
+    (lot.current_price === null || compareMoney(lot.current_price, lot.buy_now_price) < 0)
+  );
+}
+
+function tick() {
+  const lot = state.lot;
+  if (!lot) return;
+  const { phase, label, remaining } = lotPhase(lot);
+  if (phase !== state.phase) return render(); // the form, result and buttons follow the phase
+  const counting = phase === "open" || phase === "upcoming";
+  setText("#countdown-label", phase === "ending" || phase === "ended" ? "Ended" : label);
+  setText("#countdown", counting ? duration(remaining) : phase === "ending" ? "0s" : "");
+  const at = phase === "upcoming" || phase === "opening" ? lot.starts_at : phase === "ended" ? lot.closed_at : lot.ends_at;
+  setText("#lot-ends-at", phase === "ending" ? "— waiting for the result…" : at ? `(${dateTime(at)})` : "");
+  $("#countdown").dataset.phase = phase;
+}
+
+// The start or end passed: the room announces the change; if it is slow, ask REST
+// (reading a lot settles it when it is due).
+function awaitClock() {
+  const waiting = () => ["ending", "opening"].includes(lotPhase(state.lot).phase);
+  setTimeout(async function check() {
+    if (!waiting()) return;
+    try {
+      Object.assign(state.lot, await api.get(`/api/lots/${lotId}/`));
+      render();
+    } catch {
+      // Still waiting: the next check tries again.
+    }
+    if (waiting()) setTimeout(check, 5000);
+  }, 3000);
+}
+
+function addBids(bids) {
+  for (const bid of bids) state.bids.set(bid.id, { ...state.bids.get(bid.id), ...bid });
+  const latest = [...state.bids.values()].sort((a, b) => b.id - a.id).slice(0, HISTORY_SIZE);
+  $("#bid-history").replaceChildren(...latest.map(bidItem));
+  $("#history-note").hidden = latest.length > 0;
+}
+
+function bidItem(bid) {
+  const mine = state.user && bid.bidder === state.user.username;
+  return el(
+    "li",
+    { class: mine ? "bid bid-mine" : "bid", "data-bid-id": bid.id },
+    el("span", { class: "bid-amount", text: fmt(bid.amount) }),
+    el("span", { class: "bid-bidder", text: mine ? `${bid.bidder} (you)` : bid.bidder }),
+    bid.is_proxy ? el("span", { class: "pill", text: "auto", title: "Placed automatically, up to the bidder's maximum" }) : null,
+    bid.is_buy_now ? el("span", { class: "pill", text: "buy now" }) : null,
+    el("time", { datetime: bid.created_at, text: timeOfDay(bid.created_at) }),
+  );
+}
+
+function say(text, kind = "info") {
+  const message = setText("#bid-message", text);
+  message.dataset.kind = kind;
+}
+
+function announce(text) {
+  setText("#announcer", text);
+}
+
+function showMissing() {
+  $("#lot").hidden = true;
+  $("#lot-missing").hidden = false;
+  $("#connection").hidden = true;
+}
+
+// The amount field holds the minimum bid until the bidder types in it.
+function prefillAmount(force = false) {
+  const input = $("#bid-amount");
+  if (!state.lot || !(force || input.dataset.auto === "1" || input.value === "")) return;
+  input.value = state.lot.min_next_bid;
+  input.dataset.auto = "1";
+}
+
+// --- The room -------------------------------------------------------------------
+
+function onFrame(frame) {
+  switch (frame.type) {
+    case "LOT_STATUS":
+      serverClock.sync(frame.server_time);
+      state.lot = frame.lot;
+      render();
+      socket.send({ type: "GET_HISTORY", limit: 20 });
+      return;
+    case "PONG":
+      serverClock.sync(frame.server_time);
+      return tick();
+    case "USERS_COUNT":
+      setText("#lot-watchers", String(frame.count));
+      return;
+    case "BID_HISTORY":
+      return addBids(frame.bids);
+    case "BID_ACCEPTED": {
+      const kind = settle(frame.request_id);
+      if (kind) accepted(frame, kind);
+      return;
+    }
+    case "BID_REJECTED":
+      if (settle(frame.request_id)) refused(frame);
+      return;
+    case "ERROR":
+      // A bid's ERROR carries its request_id; auth_required and rate_limited may not.
+      if ((frame.request_id && settle(frame.request_id)) || (!frame.request_id && settleAll())) refused(frame);
+      return;
+  }
+  if (!state.lot || !applyEvent(state.lot, frame)) return;
+  if (frame.type === "NEW_BID") addBids([frame.bid]);
+  if (frame.type === "LOT_EXTENDED") announce(`Bidding extended: it now ends at ${timeOfDay(frame.ends_at)}.`);
+  if (frame.type === "LOT_OPENED") announce("Bidding is open.");
+  if (frame.type === "AUCTION_ENDED") announce(outcomeText(state.lot, state.user));
+  render();
+}
+
+// --- Bidding ---------------------------------------------------------------------
+
+function place(kind, body = {}) {
+  const requestId = newRequestId();
+  const overRest = () => {
+    state.pending.set(requestId, { kind, timer: null });
+    placeOverRest(kind, body, requestId);
+  };
+  busy(true);
+  say(kind === "BUY_NOW" ? "Buying…" : "Placing your bid…");
+  if (socket.live && socket.send({ type: kind, ...body, request_id: requestId })) {
+    // No answer in time: retrying over REST with the same key cannot bid twice.
+    state.pending.set(requestId, { kind, timer: setTimeout(overRest, ANSWER_TIMEOUT_MS) });
+  } else {
+    overRest();
+  }
+}
+
+async function placeOverRest(kind, body, requestId) {
+  const path = kind === "BUY_NOW" ? `/api/lots/${lotId}/buy-now/` : `/api/lots/${lotId}/bids/`;
+  try {
+    const outcome = await api.post(path, kind === "BUY_NOW" ? undefined : body, { "Idempotency-Key": requestId });
+    if (settle(requestId)) accepted({ ...outcome, min_next_bid: outcome.lot.min_next_bid }, kind);
+    if (!socket.live) {
+      state.lot = outcome.lot;
+      render();
+    }
+  } catch (error) {
+    if (settle(requestId)) refused({ code: error.code, message: error.message, min_next_bid: error.body.min_next_bid });
+  }
+}
+
+// Returns the kind of the pending request it settles, or null if it was not pending.
+function settle(requestId) {
+  const entry = state.pending.get(requestId);
+  if (!entry) return null;
+  clearTimeout(entry.timer);
+  state.pending.delete(requestId);
+  busy(state.pending.size > 0);
+  return entry.kind;
+}
+
+function settleAll() {
+  const any = state.pending.size > 0;
+  for (const requestId of [...state.pending.keys()]) settle(requestId);
+  return any;
+}
+
+function busy(on) {
+  $("#bid-submit").setAttribute("aria-disabled", String(on));
+  $("#bid-form").dataset.busy = String(on);
+}
+
+function accepted(result, kind) {
+  const amount = fmt(result.bid.amount);
+  let text;
+  if (kind === "BUY_NOW") text = `You bought this lot for ${amount}.`;
+  else if (!result.leading) text = `Your bid of ${amount} stands, but another bidder's maximum is higher: you've been outbid.`;
+  else if (result.bid.max_amount) text = `You're the highest bidder at ${amount}, with a secret maximum of ${fmt(result.bid.max_amount)}.`;
+  else text = `Your bid of ${amount} is the highest.`;
+  say(result.replayed ? `Already placed. ${text}` : text, result.leading ? "success" : "warning");
+  $("#bid-max").value = "";
+  if (result.min_next_bid && state.lot) {
+    state.lot.min_next_bid = result.min_next_bid;
+    prefillAmount(true);
+    setText("#min-next-bid", fmt(result.min_next_bid));
+  }
+}
+
+function refused(refusal) {
+  const text = REFUSALS[refusal.code]?.(refusal) ?? (refusal.message || "Your bid was not accepted.");
+  say(text, "error");
+  if (refusal.code === "bid_too_low" && refusal.min_next_bid && state.lot) {
+    state.lot.min_next_bid = refusal.min_next_bid;
+    prefillAmount(true);
+    setText("#min-next-bid", fmt(refusal.min_next_bid));
+  }
+}
+
+function setUpForm() {
+  const amount = $("#bid-amount");
+  const max = $("#bid-max");
+  amount.addEventListener("input", () => delete amount.dataset.auto);
+  $("#bid-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (state.pending.size) return;
+    const bid = amount.value.trim();
+    const ceiling = max.value.trim();
+    for (const input of [amount, max]) input.removeAttribute("aria-invalid");
+    let problem = null;
+    if (!isAmount(bid)) problem = [amount, "Enter your bid as an amount, like 12.50."];
+    else if (ceiling && !isAmount(ceiling)) problem = [max, "Enter the maximum as an amount, like 40.00, or leave it empty."];
+    else if (ceiling && compareMoney(ceiling, bid) < 0) problem = [max, "Your maximum must be at least your bid."];
+    if (problem) {
+      problem[0].setAttribute("aria-invalid", "true");
+      problem[0].focus();
+      return say(problem[1], "error");
+    }
+    place("NEW_BID", ceiling ? { amount: bid, max_amount: ceiling } : { amount: bid });
+  });
+  $("#buy-now").addEventListener("click", () => {
+    setText("#buy-now-confirm-price", fmt(state.lot.buy_now_price));
+    $("#buy-now-confirm").hidden = false;
+    $("#buy-now-yes").focus();
+  });
+  $("#buy-now-no").addEventListener("click", () => {
+    $("#buy-now-confirm").hidden = true;
+    $("#buy-now").focus();
+  });
+  $("#buy-now-yes").addEventListener("click", () => {
+    $("#buy-now-confirm").hidden = true;
+    place("BUY_NOW");
+  });
+  $("#watch-toggle").addEventListener("click", async () => {
+    const watch = !state.watching;
+    try {
+      await (watch ? api.post(`/api/lots/${lotId}/watch/`) : api.delete(`/api/lots/${lotId}/watch/`));
+      state.watching = watch;
+      renderWatch();
+    } catch (error) {
+      say(error.message, "error");
+    }
+  });
+}
+
+function renderWatch() {
+  const button = $("#watch-toggle");
+  button.hidden = !state.user;
+  button.setAttribute("aria-pressed", String(state.watching));
+}
+
+async function loadWatching() {
+  try {
+    // The lot carries no "watching" flag for the caller: look it up in the watchlist.
+    state.watching = (await getAll("/api/users/me/watchlist/")).some((lot) => lot.id === lotId);
+  } catch {
+    state.watching = false;
+  }
+  renderWatch();
+}
+
+async function main() {
+  setUpForm();
+  state.user = await initPage();
+  try {
+    const [lot, bids] = await Promise.all([api.get(`/api/lots/${lotId}/`), api.get(`/api/lots/${lotId}/bids/`)]);
+    state.lot = lot;
+    addBids(bids.results);
+    render();
+  } catch (error) {
+    if (error.status === 404) return showMissing();
+    showBanner(error.message); // the room's LOT_STATUS fills the page once it connects
+  }
+  if (state.user) loadWatching();
+  // Logged in: each connection redeems a fresh single-use ticket (no token in the URL).
+  socket.authenticated = Boolean(state.user);
+  socket.start();
+  setInterval(tick, 250);
+}
+
+main();

@@ -1,0 +1,151 @@
+"""Two people bidding on one lot in real browsers, and a page that loses its socket."""
+
+import json
+import re
+
+import pytest
+from playwright.sync_api import Page, WebSocketRoute, expect
+
+from webtests.conftest import PASSWORD, place_bid, screenshot
+
+pytestmark = pytest.mark.browser
+
+
+def log_in_with_form(page: Page, username: str) -> None:
+    page.goto("/login/?next=/")
+    page.get_by_label("Username or e-mail").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("[data-username]")).to_have_text(username)
+
+
+def test_two_bidders_see_each_other_live_and_the_lot_end_with_its_winner(api, open_page):
+    seller, alice, bob = api.register("seller"), api.register("alice"), api.register("bob")
+    alice_page, bob_page = open_page(None), open_page(None)
+    log_in_with_form(alice_page, alice)
+    log_in_with_form(bob_page, bob)
+    lot = api.create_lot(seller, title="Art deco lamp", starting_price="10.00", ends_in=10)
+    for page in (alice_page, bob_page):
+        page.goto(f"/lots/{lot['id']}/")
+        expect(page.locator("#connection")).to_have_text("Live")
+    expect(alice_page.locator("#lot-watchers")).to_have_text("2")
+
+    place_bid(alice_page, "10.00")
+    expect(alice_page.locator("#bid-message")).to_have_text("Your bid of $10.00 is the highest.")
+    expect(bob_page.locator("#lot-price")).to_have_text("$10.00")
+    expect(bob_page.locator("#bid-history li").first).to_contain_text(alice)
+    expect(bob_page.get_by_label("Your bid")).to_have_value("10.50")
+
+    place_bid(bob_page, "10.50")
+    expect(alice_page.locator("#lot-price")).to_have_text("$10.50")
+    expect(alice_page.locator("#bid-history li").first).to_contain_text(bob)
+    expect(alice_page.locator("#lot-leader")).to_have_text(f"Highest bidder: {bob}")
+    expect(alice_page.locator("#notices")).to_contain_text("You've been outbid on “Art deco lamp”")
+
+    place_bid(alice_page, "11.00")
+    expect(bob_page.locator("#lot-price")).to_have_text("$11.00")
+    expect(bob_page.locator("#notices")).to_contain_text(
+        "You've been outbid on “Art deco lamp”. The price is now 11.00."
+    )
+    expect(alice_page.locator("#lot-leader")).to_have_text("You're the highest bidder")
+    expect(alice_page.locator("#bid-history li")).to_have_count(3)
+    screenshot(alice_page, "lot-desktop-bidding")
+
+    # The countdown runs out on the server's clock, then the room announces the result.
+    expect(bob_page.locator("#countdown")).to_have_text(re.compile(r"^[1-3]s$"), timeout=15_000)
+    expect(alice_page.locator("#lot-result")).to_have_text("You won this lot for $11.00.", timeout=10_000)
+    expect(bob_page.locator("#lot-result")).to_have_text(f"Sold to {alice} for $11.00.")
+    for page in (alice_page, bob_page):
+        expect(page.locator("#countdown-label")).to_have_text("Ended")
+        expect(page.locator("#bid-form")).to_be_hidden()
+    expect(alice_page.locator("#notices")).to_contain_text("You won “Art deco lamp” for 11.00.")
+    screenshot(bob_page, "lot-desktop-ended")
+
+    alice_page.goto("/me/")
+    expect(alice_page.locator("#my-won")).to_contain_text("Art deco lamp")
+    expect(alice_page.locator("#my-bids tbody tr")).to_have_count(2)
+    screenshot(alice_page, "me-desktop")
+
+
+def test_an_upcoming_lot_opens_on_time_without_a_reload(api, open_page):
+    seller, alice = api.register("seller"), api.register("alice")
+    lot = api.create_lot(seller, title="Oak bookcase", starting_price="80.00", starts_in=3)
+    page = open_page(f"/lots/{lot['id']}/", user=alice)
+    expect(page.locator("#countdown-label")).to_have_text("Starts in")
+    expect(page.locator("#lot-status")).to_have_text("Upcoming")
+    expect(page.get_by_role("button", name="Place bid")).to_be_disabled()
+    expect(page.locator("#bid-message")).to_have_text("Bidding opens when the lot starts.")
+
+    expect(page.get_by_role("button", name="Place bid")).to_be_enabled(timeout=10_000)
+    expect(page.locator("#lot-status")).to_have_text("Open")
+    expect(page.locator("#countdown-label")).to_have_text("Ends in")
+    place_bid(page, "80.00")
+    expect(page.locator("#bid-message")).to_have_text("Your bid of $80.00 is the highest.")
+
+
+class SocketCutter:
+    """Routes the page's lot sockets through Playwright, so the test can cut them like a network would."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.cut_off = False
+        self.urls: list[str] = []
+        self.frames: list[dict] = []
+        self.routes: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+        page.route_web_socket(re.compile(r"/ws/lots/"), self.handle)
+
+    def handle(self, page_side: WebSocketRoute) -> None:
+        self.urls.append(page_side.url)
+        if self.cut_off:
+            page_side.close(code=1011, reason="network down")
+            return
+        server_side = page_side.connect_to_server()
+        server_side.on_message(lambda message: self.forward(page_side, message))
+        self.routes.append((page_side, server_side))
+
+    def forward(self, page_side: WebSocketRoute, message: str) -> None:
+        self.frames.append(json.loads(message))
+        page_side.send(message)
+
+    def cut(self) -> None:
+        self.cut_off = True
+        self.page.context.set_offline(True)
+        for page_side, server_side in self.routes:
+            server_side.close()
+            page_side.close(code=1011, reason="network down")
+        self.routes.clear()
+        self.frames.clear()
+
+    def restore(self) -> None:
+        self.cut_off = False
+        self.page.context.set_offline(False)
+
+
+def test_a_page_whose_socket_is_cut_reconnects_with_since_and_shows_the_missed_bid(api, open_page):
+    seller, alice, bob, carol = (api.register(name) for name in ("seller", "alice", "bob", "carol"))
+    lot = api.create_lot(seller, title="Walnut sideboard", starting_price="300.00")
+    page = open_page(None, user=alice)
+    cutter = SocketCutter(page)
+    page.goto(f"/lots/{lot['id']}/")
+    expect(page.locator("#connection")).to_have_text("Live")
+    api.bid(bob, lot["id"], "300.00")
+    expect(page.locator("#lot-price")).to_have_text("$300.00")
+    page.evaluate("window.sameDocument = true")
+
+    cutter.cut()
+    expect(page.locator("#connection")).to_have_text(re.compile(r"^Reconnecting…"))
+    api.bid(carol, lot["id"], "305.00")
+    page.wait_for_timeout(500)
+    expect(page.locator("#lot-price")).to_have_text("$300.00")  # really cut off
+
+    cutter.restore()
+    expect(page.locator("#connection")).to_have_text("Live")
+    expect(page.locator("#lot-price")).to_have_text("$305.00")
+    expect(page.locator("#bid-history li").first).to_contain_text(carol)
+    expect(page.locator("#bid-history li")).to_have_count(2)
+    assert page.evaluate("window.sameDocument") is True, "the page reloaded"
+    assert re.search(r"\?ticket=[^&]+&since=1$", cutter.urls[-1]), cutter.urls
+    # The missed event was replayed in order, not replaced by a fresh snapshot.
+    assert cutter.frames[0]["type"] == "NEW_BID", cutter.frames
+    assert cutter.frames[0]["seq"] == 2, cutter.frames
+    assert cutter.frames[0]["bid"]["bidder"] == carol, cutter.frames
