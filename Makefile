@@ -11,8 +11,17 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 PYTEST_ARGS ?=
+# `make serve-prod`: WEB_PROCESSES daphne processes on ports 8001.. and one clock.
+WEB_PROCESSES ?= 2
+PROD_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/auction
+PROD_REDIS_URL ?= redis://127.0.0.1:6379/0
+# `make bench ARGS=--quick`: its own database (dropped and recreated) and Redis db; see README, Performance.
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/auction_bench
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379/13
+ARGS ?=
+BENCH_ARGS ?= $(ARGS)
 
-.PHONY: install run test test-embedded test-services lint format clean
+.PHONY: install run serve-prod test test-embedded test-services lint format clean bench
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +35,12 @@ run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
+
+# Production settings (DEBUG off, JSON logs) over plain HTTP on this machine;
+# DATABASE_URL / REDIS_URL override the PROD_* defaults. Ctrl-C stops every process.
+serve-prod: install
+	DATABASE_URL=$${DATABASE_URL:-$(PROD_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(PROD_REDIS_URL)} \
+		WEB_PROCESSES=$(WEB_PROCESSES) $(BIN)/python manage.py serve_prod
 
 test: install test-embedded test-services
 
@@ -42,6 +57,13 @@ test-services: install
 	else \
 		echo "PostgreSQL or Redis did not answer: skipped the second leg (set TEST_DATABASE_URL / TEST_REDIS_URL)."; \
 	fi
+
+$(BIN)/.bench-installed: bench/requirements.txt $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	touch $@
+
+bench: install $(BIN)/.bench-installed
+	$(BIN)/python -m bench --database-url $(BENCH_DATABASE_URL) --redis-url $(BENCH_REDIS_URL) $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -3,7 +3,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 class CookieJWTScheme(OpenApiAuthenticationExtension):
     target_class = "accounts.authentication.CookieJWTAuthentication"
-    name = "cookieAuth"
+    name = "jwtCookieAuth"
 
     def get_security_definition(self, auto_schema):
         return {

@@ -11,6 +11,8 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import InterfaceError, OperationalError
 from django.http import Http404
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -81,6 +83,14 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         logger.warning("database unavailable: %s", type(exc).__name__)
         return Response(
             {"code": "service_unavailable", "detail": "The database is unavailable; retry shortly."},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "2"},
+        )
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+        # Redis (cache, throttles, tickets) is unreachable: the same answer.
+        logger.warning("redis unavailable: %s", type(exc).__name__)
+        return Response(
+            {"code": "service_unavailable", "detail": "A backing service is unavailable; retry shortly."},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": "2"},
         )

@@ -45,6 +45,22 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
+# --- HTTPS ------------------------------------------------------------------
+# HTTPS: clients reach the site over HTTPS (directly, or through a proxy that
+# terminates TLS). It sets the defaults below; `manage.py serve_prod` and a
+# local trial of the compose stack turn it off to serve plain HTTP.
+
+HTTPS = env_bool("HTTPS", not DEBUG)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", HTTPS)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", HTTPS)
+# Only behind a proxy that sets X-Forwarded-Proto itself (never passes a
+# client's): the proxy tells Django that the client used HTTPS.
+if env_bool("SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -68,6 +84,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "auction_site.middleware.RequestLogMiddleware",
+    "auction_site.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -120,6 +138,9 @@ if DATABASE_URL:
         # Django's psycopg 3 pool: connections are reused across requests and
         # consumer calls; CONN_MAX_AGE must stay 0 when the pool is on.
         default_db["CONN_MAX_AGE"] = 0
+        # The pool checks a connection before handing it out, so connections
+        # that died with a PostgreSQL restart or failover are replaced unseen.
+        default_db["CONN_HEALTH_CHECKS"] = env_bool("DATABASE_HEALTH_CHECKS", True)
         default_db.setdefault("OPTIONS", {})["pool"] = {
             "min_size": env_int("DATABASE_POOL_MIN", 2),
             "max_size": env_int("DATABASE_POOL_MAX", 20),
@@ -139,7 +160,21 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        # channels-redis waits in 5 s BZPOPMIN calls; redis-py's default
+                        # 5 s read timeout would fail every idle receive (and close
+                        # every idle socket with 1011). Dead connections are still
+                        # noticed within this timeout.
+                        "socket_timeout": float(os.environ.get("CHANNEL_LAYER_SOCKET_TIMEOUT", "10")),
+                        "socket_connect_timeout": 5,
+                        "socket_keepalive": True,
+                        # A pooled connection idle this long is pinged (and replaced if
+                        # dead) before use, which shortens the recovery after a Redis restart.
+                        "health_check_interval": 5,
+                    }
+                ],
                 "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1000),
                 "expiry": 60,
             },
@@ -183,7 +218,7 @@ SIMPLE_JWT = {
 # Browser front ends may keep the tokens in HttpOnly cookies instead.
 JWT_ACCESS_COOKIE = "access_token"
 JWT_REFRESH_COOKIE = "refresh_token"
-JWT_COOKIE_SECURE = env_bool("JWT_COOKIE_SECURE", not DEBUG)
+JWT_COOKIE_SECURE = env_bool("JWT_COOKIE_SECURE", SESSION_COOKIE_SECURE)
 JWT_COOKIE_SAMESITE = os.environ.get("JWT_COOKIE_SAMESITE", "Lax")
 
 # A WebSocket ticket is single-use and short-lived, so no long-lived token
@@ -276,8 +311,18 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Off DEBUG, WhiteNoise serves what `collectstatic` wrote: hashed names
+# (cached for a year) and compressed copies.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
 MEDIA_URL = "media/"
@@ -340,15 +385,39 @@ WS_REPLAY_LIMIT = env_int("WS_REPLAY_LIMIT", 500)
 # reads the missing ones from the database.
 WS_GAP_WAIT_SECONDS = float(os.environ.get("WS_GAP_WAIT_SECONDS", "0.25"))
 
+# --- Operations ---------------------------------------------------------------
+
+# /metrics answers direct requests from these addresses (or networks), and
+# any request that sends `Authorization: Bearer <METRICS_TOKEN>`.
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "127.0.0.1,::1")
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+
 # --- Logging ----------------------------------------------------------------
+# One JSON object a line off DEBUG (LOG_FORMAT=json|text), each with the
+# request id; query strings, bearer tokens and JWTs are scrubbed.
+
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text" if DEBUG else "json")
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "auction_site.logs.RequestIdFilter"}},
+    "formatters": {
+        "json": {"()": "auction_site.logs.JsonFormatter"},
+        "text": {"()": "auction_site.logs.TextFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "text",
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        # RequestLogMiddleware logs every request once, with its id.
+        "django.request": {"level": "ERROR"},
     },
 }

@@ -1,16 +1,36 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.generic import TemplateView
 from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.urls import auth_urlpatterns, users_urlpatterns
-from auction_site.health import HealthApi
+from auction_site.health import HealthApi, ReadyApi
+from auction_site.metrics import metrics_view
 from lots.urls import auction_urlpatterns, lot_urlpatterns, me_urlpatterns
 
+
+def page(template: str):
+    """A page of the live bidding front end: a template whose scripts call the public API."""
+    return TemplateView.as_view(template_name=f"pages/{template}")
+
+
+page_urlpatterns = [
+    path("", page("lot_list.html"), name="page-lots"),
+    path("lots/<int:lot_id>/", page("lot_detail.html"), name="page-lot"),
+    path("auctions/<slug:slug>/", page("sale.html"), name="page-sale"),
+    path("me/", page("me.html"), name="page-me"),
+    path("login/", page("login.html"), name="page-login"),
+    path("register/", page("register.html"), name="page-register"),
+]
+
 urlpatterns = [
+    *page_urlpatterns,
     path("admin/", admin.site.urls),
     path("api/health/", HealthApi.as_view(), name="health"),
+    path("api/ready/", ReadyApi.as_view(), name="ready"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/auth/", include(auth_urlpatterns)),

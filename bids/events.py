@@ -18,6 +18,7 @@ from channels.layers import get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
+from auction_site.metrics import BROADCAST_SECONDS, timed
 from bids.models import LotEvent, Notification
 from bids.rules import min_next_bid
 
@@ -204,6 +205,7 @@ def wake_clocks() -> None:
     broadcast(None, None, [], [], wake_clock=True)
 
 
+@timed(BROADCAST_SECONDS)
 async def _send_all(layer, lot_id, auction_slug, events, notifications, wake_clock) -> None:
     for seq, text in events:
         message = {"type": "lot.event", "lot_id": lot_id, "seq": seq, "text": text}

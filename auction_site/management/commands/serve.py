@@ -1,11 +1,14 @@
 import asyncio
-import sys
+import logging
 
-from daphne.access import AccessLogGenerator
 from daphne.endpoints import build_endpoint_description_strings
 from daphne.server import Server
 from django.conf import settings
 from django.core.management.base import BaseCommand
+
+from auction_site.logs import access_log
+
+logger = logging.getLogger("auction_site.serve")
 
 
 class Command(BaseCommand):
@@ -16,8 +19,13 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--no-clock", action="store_true", help="Leave the clock to `manage.py run_clock`.")
         parser.add_argument("--no-access-log", action="store_true")
+        parser.add_argument(
+            "--proxy-headers",
+            action="store_true",
+            help="Take the client's address and scheme from X-Forwarded-For/-Proto (only behind a proxy).",
+        )
 
-    def handle(self, *args, host: str, port: int, no_clock: bool, no_access_log: bool, **options):
+    def handle(self, *args, host: str, port: int, no_clock: bool, no_access_log: bool, proxy_headers: bool, **options):
         from auction_site.asgi import application
         from lots.clock import run_clock
 
@@ -29,10 +37,23 @@ class Command(BaseCommand):
             # starts with the server and shares its loop and channel layer.
             asyncio.get_event_loop().create_task(run_clock(stop))
 
-        self.stdout.write(f"Serving on http://{host}:{port}/ (clock {'on' if with_clock else 'off'})")
+        logger.info(
+            "serving on http://%s:%s/ (clock %s)",
+            host,
+            port,
+            "on" if with_clock else "off",
+            extra={"event": "server.start", "port": port},
+        )
+        forwarded = {
+            "proxy_forwarded_address_header": "X-Forwarded-For",
+            "proxy_forwarded_port_header": "X-Forwarded-Port",
+            "proxy_forwarded_proto_header": "X-Forwarded-Proto",
+        }
         Server(
             application=application,
             endpoints=build_endpoint_description_strings(host=host, port=port),
-            action_logger=None if no_access_log else AccessLogGenerator(sys.stdout),
+            # Daphne's own access log writes the full URI, query string and all.
+            action_logger=None if no_access_log else access_log,
             ready_callable=start_clock if with_clock else None,
+            **(forwarded if proxy_headers else {}),
         ).run()

@@ -1,0 +1,319 @@
+"""Helpers for tests that run the server as other processes: ports, environments, HTTP, logs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from websockets.sync.client import connect
+
+BASE_DIR = Path(settings.BASE_DIR)
+MANAGE = [sys.executable, str(BASE_DIR / "manage.py")]
+# Straight to 127.0.0.1, whatever proxy the environment names.
+_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def ws_connect(url: str, *, origin: str, **options):
+    """A WebSocket client straight to the server (never through an environment proxy)."""
+    options.setdefault("open_timeout", 10)
+    return connect(url, origin=origin, proxy=None, **options)
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive free ports, below the kernel's ephemeral range.
+
+    Ports the kernel hands out (to outgoing connections too) would be taken
+    again between this check and the server's bind far more often.
+    """
+    for _ in range(200):
+        base = random.randrange(20_000, 32_000 - count)
+        if all(_is_free(base + offset) for offset in range(count)):
+            return base
+    raise AssertionError(f"no {count} consecutive free ports")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def production_env(**overrides: str) -> dict[str, str]:
+    """Production settings (DEBUG off, JSON logs) over plain HTTP on loopback."""
+    env = {name: value for name, value in os.environ.items() if name not in {"DATABASE_URL", "REDIS_URL"}}
+    env.update(
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(48)[:50],
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        HTTPS="false",
+        LOG_FORMAT="json",
+        LOG_LEVEL="INFO",
+        PYTHONUNBUFFERED="1",
+        # Every test registers and logs in from 127.0.0.1.
+        THROTTLE_AUTH="1000/minute",
+    )
+    env.update(overrides)
+    return env
+
+
+def wait_listening(port: int, process: subprocess.Popen, log: Path, timeout: float = 40) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"exited with {process.returncode}:\n{log.read_text(errors='replace')[-4000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listened on {port} within {timeout} s:\n{log.read_text(errors='replace')[-4000:]}")
+
+
+def stop(process: subprocess.Popen, timeout: float = 15) -> int:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait(5)
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def http(
+    method: str, url: str, *, json_body: object = None, headers: dict[str, str] | None = None, timeout: float = 10
+) -> Reply:
+    """One request; an error status is returned, never raised."""
+    data = None if json_body is None else json.dumps(json_body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with _direct.open(request, timeout=timeout) as response:
+            return Reply(response.status, {k.lower(): v for k, v in response.headers.items()}, response.read())
+    except urllib.error.HTTPError as error:
+        return Reply(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+
+
+def register_and_log_in(base_url: str, username: str, password: str = "correct-horse-battery-staple") -> str:
+    """Register through the public API and return an access token."""
+    reply = http(
+        "POST",
+        f"{base_url}/api/auth/register/",
+        json_body={
+            "username": username,
+            "email": f"{username}@example.com",
+            "password": password,
+            "password_confirm": password,
+            "first_name": username.title(),
+            "last_name": "Tester",
+        },
+    )
+    assert reply.status == 201, reply.body
+    reply = http("POST", f"{base_url}/api/auth/token/", json_body={"username": username, "password": password})
+    assert reply.status == 200, reply.body
+    return reply.json()["access"]
+
+
+def json_lines(text: str) -> list[dict]:
+    """Every line of `text` that is a JSON object, parsed."""
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def metric_value(exposition: str, name: str, labels: dict[str, str] | None = None) -> float | None:
+    """A sample's value from the Prometheus text format, or None if absent."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == name and (labels is None or all(sample.labels.get(k) == v for k, v in labels.items())):
+                return sample.value
+    return None
+
+
+# --- `manage.py serve_prod` stacks (PostgreSQL + Redis) -------------------------------------------
+
+CHILD_LINE = re.compile(r"^(web \d+ http://\S+|clock \d+) pid (\d+)$", re.MULTILINE)
+_setup_done = False
+
+
+def database_url_for_processes() -> str:
+    """The pytest test database (not the one DATABASE_URL names) as a URL for other processes."""
+    db = settings.DATABASES["default"]
+    credentials = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class Stack:
+    """A running `manage.py serve_prod`: two web processes and a clock."""
+
+    def __init__(self, launcher: subprocess.Popen, log: Path, base_port: int) -> None:
+        self.launcher = launcher
+        self.log = log
+        self.ports = (base_port, base_port + 1)
+        self.urls = tuple(f"http://127.0.0.1:{port}" for port in self.ports)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def children(self) -> dict[str, int]:
+        return {name: int(pid) for name, pid in CHILD_LINE.findall(self.output())}
+
+    def metrics(self, number: int) -> str:
+        reply = http("GET", f"{self.urls[number]}/metrics")
+        assert reply.status == 200, reply.body
+        return reply.body.decode()
+
+    def wait_for_output(self, text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            assert self.launcher.poll() is None, f"the launcher exited:\n{self.output()[-4000:]}"
+            assert time.monotonic() < deadline, f"{text!r} never appeared:\n{self.output()[-4000:]}"
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def serve_prod(tmp_path: Path, static_root: Path, **env: str):
+    """`manage.py serve_prod` (what `make serve-prod` runs) on the test database; stopped on exit.
+
+    The first stack of a session runs its setup (migrate, collectstatic); later ones skip it.
+    """
+    global _setup_done
+    base_port = free_ports(2)
+    environment = production_env(
+        DATABASE_URL=database_url_for_processes(),
+        REDIS_URL=settings.REDIS_URL,
+        STATIC_ROOT=str(static_root),
+        MEDIA_ROOT=str(tmp_path / "media"),
+        WEB_PROCESSES="2",
+    )
+    environment.update(env)
+    log = tmp_path / "serve_prod.log"
+    command = [*MANAGE, "serve_prod", "--base-port", str(base_port), *(["--skip-setup"] if _setup_done else [])]
+    with log.open("w") as output:
+        launcher = subprocess.Popen(command, env=environment, cwd=BASE_DIR, stdout=output, stderr=subprocess.STDOUT)
+    stack = Stack(launcher, log, base_port)
+    try:
+        for port in stack.ports:
+            wait_listening(port, launcher, log, timeout=90)
+        stack.wait_for_output("clock started")
+        _setup_done = True
+        yield stack
+    except BaseException:
+        print(stack.output()[-6000:])
+        raise
+    finally:
+        stop(launcher, timeout=20)
+
+
+def next_frame(ws, frame_type: str, timeout: float = 10) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = json.loads(ws.recv(timeout=max(deadline - time.monotonic(), 0.01)))
+        if frame["type"] == frame_type:
+            return frame
+
+
+def create_lot(base_url: str, token: str, *, ends_in: timedelta) -> int:
+    reply = http(
+        "POST",
+        f"{base_url}/api/lots/",
+        json_body={
+            "title": "Ship in a bottle",
+            "starting_price": "20.00",
+            "ends_at": (datetime.now(UTC) + ends_in).isoformat(),
+        },
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert reply.status == 201, reply.body
+    return reply.json()["id"]
+
+
+def wait_until(check, *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
+        time.sleep(0.05)
+
+
+class TcpProxy:
+    """A loopback TCP relay that a test can cut (refuse and reset everything) and restore: an outage."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_ports(1)
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.listener: socket.socket | None = None
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        if self.listener is not None:
+            with contextlib.suppress(OSError):
+                self.listener.shutdown(socket.SHUT_RDWR)  # Wakes the blocked accept().
+            self.listener.close()
+            self.listener = None
+        with self.lock:
+            for sock in self.sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self.sockets = []
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)

@@ -1,0 +1,236 @@
+"""What the app does while PostgreSQL or Redis is away, and after Redis comes back.
+
+Black-box where it matters: real server processes, a database address where
+nothing listens, and a private Redis server that the test kills and restarts
+(the shared one is never touched).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+
+from auction_site.tests.servers import (
+    BASE_DIR,
+    MANAGE,
+    TcpProxy,
+    create_lot,
+    database_url_for_processes,
+    free_ports,
+    http,
+    next_frame,
+    production_env,
+    register_and_log_in,
+    serve_prod,
+    stop,
+    wait_listening,
+    wait_until,
+    ws_connect,
+)
+
+UNDER_CI = os.environ.get("CI", "").lower() == "true"
+
+
+# --- PostgreSQL away ------------------------------------------------------------------------
+
+
+def test_a_server_without_its_database_answers_503_with_codes(tmp_path):
+    dead_port = free_ports(1)
+    env = production_env(
+        DATABASE_URL=f"postgres://postgres@127.0.0.1:{dead_port}/auction",
+        DATABASE_POOL_TIMEOUT="2",
+        STATIC_ROOT=str(tmp_path / "static"),
+    )
+    port = free_ports(1)
+    log = tmp_path / "server.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [*MANAGE, "serve", "--host", "127.0.0.1", "--port", str(port), "--no-clock"],
+            env=env,
+            cwd=BASE_DIR,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_listening(port, process, log)
+        base = f"http://127.0.0.1:{port}"
+        lots = http("GET", f"{base}/api/lots/")
+        login = http("POST", f"{base}/api/auth/token/", json_body={"username": "a", "password": "b"})
+        ready = http("GET", f"{base}/api/ready/")
+        health = http("GET", f"{base}/api/health/")
+    finally:
+        stop(process)
+
+    assert (lots.status, lots.json()["code"], lots.headers["retry-after"]) == (503, "service_unavailable", "2")
+    assert (login.status, login.json()["code"]) == (503, "service_unavailable")
+    assert (ready.status, ready.json()["code"]) == (503, "database_unavailable")
+    assert health.status == 503
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_database_outage_answers_503_and_the_pool_recovers_by_itself(tmp_path, static_root):
+    db = settings.DATABASES["default"]
+    proxy = TcpProxy((db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432)))
+    proxy.start()
+    url = database_url_for_processes().replace(f":{db['PORT'] or 5432}/", f":{proxy.port}/")
+    try:
+        with serve_prod(
+            tmp_path, static_root, DATABASE_URL=url, DATABASE_POOL_TIMEOUT="2", AUCTION_CLOCK_MAX_SLEEP_SECONDS="0.5"
+        ) as stack:
+            one = stack.urls[0]
+            before = [http("GET", f"{one}/api/lots/").status for _ in range(3)]
+            proxy.cut()
+            during = http("GET", f"{one}/api/lots/")
+            ready_during = http("GET", f"{one}/api/ready/")
+            stack.wait_for_output("clock round failed", timeout=15)  # It retries, and does not die.
+            proxy.start()
+            after = [http("GET", f"{one}/api/lots/").status for _ in range(3)]
+            ready_after = http("GET", f"{one}/api/ready/")
+            children_alive = all(_alive(pid) for pid in stack.children().values())
+            output = stack.output()
+    finally:
+        proxy.cut()
+
+    assert before == [200, 200, 200]
+    assert (during.status, during.json()["code"], during.headers["retry-after"]) == (503, "service_unavailable", "2")
+    assert (ready_during.status, ready_during.json()["code"]) == (503, "database_unavailable")
+    # Connections killed by the outage are checked and replaced: the first request after it succeeds.
+    assert after == [200, 200, 200]
+    assert ready_after.status == 200
+    assert children_alive
+    assert "clock round failed" in output
+    assert "eyJ" not in output
+
+
+# --- Redis away -----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_throttled_endpoints_answer_503_when_redis_is_down(api_client, settings):
+    # Throttles count in the cache; a real Redis client pointed at a port where nothing listens.
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    }
+
+    response = api_client.post(
+        "/api/auth/register/",
+        {"username": "rae", "email": "rae@example.com", "password": "pw-Long-enough-1", "password_confirm": "x"},
+        format="json",
+    )
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "service_unavailable"
+    assert response["Retry-After"] == "2"
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, on its own port, killed and restarted at will."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            if UNDER_CI:
+                pytest.fail("redis-server is not installed")
+            pytest.skip("redis-server is not installed")
+        self.binary = binary
+        self.port = free_ports(1)
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_listening(self.port, self.process, BASE_DIR / "README.md", timeout=10)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+
+@pytest.fixture
+def private_redis():
+    redis = PrivateRedis()
+    redis.start()
+    yield redis
+    redis.kill()
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_bids_commit_while_redis_is_away_and_watchers_resync_with_since(tmp_path, static_root, private_redis):
+    with serve_prod(tmp_path, static_root, REDIS_URL=private_redis.url) as stack:
+        one, two = stack.urls
+        seller = register_and_log_in(one, "sid")
+        bidder = register_and_log_in(one, "bea")
+        lot_id = create_lot(one, seller, ends_in=timedelta(hours=1))
+        watch = f"ws://127.0.0.1:{stack.ports[1]}/ws/lots/{lot_id}/"
+
+        with ws_connect(watch, origin=two) as watcher:
+            seen = next_frame(watcher, "LOT_STATUS")["seq"]
+            private_redis.kill()
+            bid = http(
+                "POST",
+                f"{one}/api/lots/{lot_id}/bids/",
+                json_body={"amount": "20.00"},
+                headers={"Authorization": f"Bearer {bidder}"},
+            )
+            ready_while_away = [http("GET", f"{url}/api/ready/") for url in stack.urls]
+            # The socket's room lived in Redis: the server closes it, and the client reconnects.
+            with pytest.raises(Exception, match="1011"):
+                next_frame(watcher, "NEW_BID", timeout=20)
+
+        private_redis.start()
+        wait_until(
+            lambda: all(http("GET", f"{url}/api/ready/").status == 200 for url in stack.urls),
+            timeout=30,
+            what="readiness after Redis came back",
+        )
+        replayed = _reconnect_until_replayed(f"{watch}?since={seen}", two, timeout=90)
+        children_alive = all(_alive(pid) for pid in stack.children().values())
+        output = stack.output()
+
+    assert bid.status == 201, bid.body  # Committed and stored: the broadcast failed after commit.
+    assert [(r.status, r.json()["code"]) for r in ready_while_away] == [(503, "channel_layer_unavailable")] * 2
+    assert replayed["seq"] == seen + 1
+    assert replayed["bid"]["id"] == bid.json()["bid"]["id"]
+    assert children_alive  # Neither web process nor the clock died with Redis.
+    assert f"broadcast failed for lot {lot_id}" in output
+
+
+def _reconnect_until_replayed(url: str, origin: str, *, timeout: float) -> dict:
+    """Reconnect like a client would (with `since`) until the missed NEW_BID is replayed."""
+    deadline = time.monotonic() + timeout
+    failures = []
+    while time.monotonic() < deadline:
+        try:
+            with ws_connect(url, origin=origin) as ws:
+                frame = json.loads(ws.recv(timeout=12))
+                if frame["type"] == "NEW_BID":
+                    return frame
+                failures.append(frame["type"])
+        except Exception as exc:
+            failures.append(repr(exc)[:80])
+        time.sleep(0.5)
+    raise AssertionError(f"no replay within {timeout} s: {failures}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
