@@ -1,0 +1,1 @@
+"""Benchmarks and their baselines: `make bench` (see README, Performance)."""

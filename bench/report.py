@@ -1,0 +1,185 @@
+"""The run's Markdown tables and PNG plots (latency percentiles against load)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _ms(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _codes(codes: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(codes.items())) or "-"
+
+
+def markdown(results: dict, *, plots: list[Path]) -> str:
+    m = results["machine"]
+    lines = [
+        f"## Benchmark run {results['started']} ({results['mode']})",
+        "",
+        f"{m['nproc']} CPUs ({m['cpu']}), {m['memory_gb']} GB RAM, Python {m['python']}, load average at start "
+        f"{m['loadavg_at_start']} (shared machine: numbers are noisy; every target is a ratio to a baseline of the "
+        f"same run). {results['processes']} daphne processes on PostgreSQL + Redis, clients on loopback.",
+        "",
+    ]
+    s1 = results.get("s1")
+    if s1:
+        lines += [
+            "### S1 hot lot (closed loop: each bidder sends again on its answer)",
+            "",
+            "| path | concurrency | accepted/s | p50 ms | p99 ms | rejected |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for r in s1["pgbench"]:
+            lines.append(
+                f"| pgbench (SQL only) | {r['concurrency']} | {r['rate']:.0f} | {_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} | - |"
+            )
+        for transport in ("ws", "rest"):
+            for r in s1[transport]:
+                lines.append(
+                    f"| {transport.upper()} | {r['concurrency']} | {r['rate']:.0f} | {_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} | {_codes(r['rejected'])} |"
+                )
+        lines += [
+            "",
+            "Open loop at 70 % of each path's peak (latency from the scheduled send time):",
+            "",
+            "| path | offered/s | accepted/s | p50 ms | p99 ms | rejected |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for transport, r in s1["open_loop"].items():
+            lines.append(
+                f"| {transport.upper()} | {r['offered_rate']:.0f} | {r['rate']:.0f} | {_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} | {_codes(r['rejected'])} |"
+            )
+        lines.append("")
+    s2 = results.get("s2")
+    if s2:
+        lines += [
+            "### S2 fan-out (delivery latency: bid `created_at` → watcher receives the frame)",
+            "",
+            "| server | watchers | bids/s offered | bids accepted | events | delivered | in order | p50 ms | p99 ms | max ms |",
+            "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+        ]
+        for r in s2["runs"]:
+            share = "-" if r["delivered_share"] is None else f"{r['delivered_share']:.2%}"
+            lines.append(
+                f"| {r['server']} | {r['watchers']} | {r['rate']} | {r.get('bids_accepted', r['events'])} | {r['events']} | {share} | {r['in_order']} | "
+                f"{_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} | {_ms(r['max_ms'])} |"
+            )
+        lines.append("")
+    s4 = results.get("s4")
+    if s4:
+        lines += [
+            f"### S4 reads (`GET {s4['path']}`, {s4['open_lots']} open lots besides the benchmark's own; closed loop)",
+            "",
+            "| concurrency | reads/s | p50 ms | p99 ms | errors |",
+            "|---:|---:|---:|---:|---|",
+        ]
+        lines += [
+            f"| {r['concurrency']} | {r['rate']:.0f} | {_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} | {_codes(r['errors'])} |"
+            for r in s4["runs"]
+        ]
+        lines.append("")
+    rows = [
+        (name.upper(), results[name]["server_metrics"])
+        for name in ("s1", "s2", "s4")
+        if name in results and "server_metrics" in results[name]
+    ]
+    if rows:
+        lines += [
+            "### Server-side counters (from each process's `/metrics`, summed)",
+            "",
+            "| scenario | broadcasts | mean broadcast ms (`auction_broadcast_seconds`) | server CPU s |",
+            "|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {n} | {m['broadcasts']} | {_ms(m['broadcast_mean_ms'])} | {m['server_cpu_seconds']:.1f} |"
+            for n, m in rows
+        ]
+        lines.append("")
+    if results.get("verdicts"):
+        lines += ["### Targets", "", "| target | measured | met |", "|---|---|---|"]
+        lines += [
+            f"| {v['target']} | {v['measured']} | {'yes' if v['met'] else '**no**'} |" for v in results["verdicts"]
+        ]
+        lines.append("")
+    if plots:
+        lines += [f"![{p.stem}]({p.name})" for p in plots] + [""]
+    return "\n".join(lines)
+
+
+def plots(results: dict, stem: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    s1 = results.get("s1")
+    if s1:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=80)
+        for name, rows, style in (
+            ("pgbench", s1["pgbench"], "k--"),
+            ("WebSocket", s1["ws"], "b-"),
+            ("REST", s1["rest"], "r-"),
+        ):
+            if not rows:
+                continue
+            x = [r["rate"] for r in rows]
+            left.plot(x, [r["p50_ms"] for r in rows], style, marker="o", label=f"{name} p50")
+            left.plot(x, [r["p99_ms"] for r in rows], style, marker="^", alpha=0.5, label=f"{name} p99")
+            right.plot([r["concurrency"] for r in rows], x, style, marker="o", label=name)
+        left.set(xlabel="accepted bids/s", ylabel="latency ms", yscale="log", title="S1 latency vs throughput")
+        right.set(xlabel="concurrency", ylabel="accepted bids/s", xscale="log", title="S1 throughput")
+        left.legend(fontsize=7)
+        right.legend(fontsize=7)
+        fig.tight_layout()
+        path = stem.with_name(stem.name + "-s1.png")
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    s2 = results.get("s2")
+    if s2:
+        fig, ax = plt.subplots(figsize=(6, 3.6), dpi=80)
+        for (server, watchers), style in _series(s2["runs"]):
+            rows = [r for r in s2["runs"] if r["server"] == server and r["watchers"] == watchers]
+            ax.plot(
+                [r["rate"] for r in rows],
+                [r["p99_ms"] for r in rows],
+                style,
+                marker="^",
+                label=f"{server} {watchers} p99",
+            )
+            ax.plot(
+                [r["rate"] for r in rows],
+                [r["p50_ms"] for r in rows],
+                style,
+                marker="o",
+                alpha=0.5,
+                label=f"{server} {watchers} p50",
+            )
+        ax.set(
+            xlabel="bids/s",
+            ylabel="delivery latency ms",
+            xscale="log",
+            yscale="log",
+            title="S2 fan-out latency vs bid rate",
+        )
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = stem.with_name(stem.name + "-s2.png")
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def _series(runs):
+    colors = ["b", "g", "m", "c"]
+    seen = []
+    for r in runs:
+        key = (r["server"], r["watchers"])
+        if key not in seen:
+            seen.append(key)
+    watcher_counts = sorted({w for _, w in seen})
+    return [((s, w), colors[watcher_counts.index(w) % 4] + ("-" if s == "app" else "--")) for s, w in seen]

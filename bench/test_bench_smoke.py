@@ -1,0 +1,77 @@
+"""A tiny run of `make bench`, so the benchmark cannot rot: S1 and S2 end to end in < 30 s."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench_database_url() -> str:
+    """The PostgreSQL server the tests use, with a database of the benchmark's own (dropped and recreated)."""
+    db = settings.DATABASES["default"]
+    credentials = quote(db["USER"] or "", safe="")
+    if db.get("PASSWORD"):
+        credentials += ":" + quote(db["PASSWORD"], safe="")
+    host = f"{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}"
+    return f"postgres://{credentials}@{host}/{quote(db['NAME'] + '_bench_smoke', safe='')}"
+
+
+@pytest.mark.services
+def test_smoke_run_measures_every_scenario_and_checks_invariants(tmp_path):
+    command = [sys.executable, "-m", "bench", "--smoke", "--no-plots", "--out", str(tmp_path)]
+    command += ["--database-url", bench_database_url(), "--redis-url", settings.REDIS_URL]
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+
+    (result_file,) = tmp_path.glob("*.json")
+    results = json.loads(result_file.read_text())
+    assert (tmp_path / result_file.with_suffix(".md").name).exists()
+    s1 = results["s1"]
+    for transport in ("ws", "rest"):
+        assert all(run["accepted"] > 0 for run in s1[transport]), s1[transport]
+        assert s1[f"invariants_{transport}"]["hold"], s1[f"invariants_{transport}"]
+    app = [run for run in results["s2"]["runs"] if run["server"] == "app"]
+    baseline = [run for run in results["s2"]["runs"] if run["server"] == "baseline"]
+    assert app and baseline
+    for run in app + baseline:
+        assert run["events"] > 0 and run["delivered_share"] == 1.0 and run["in_order"], run
+    assert results["verdicts"]
+
+
+def _queries(client, method: str, path: str, **kwargs) -> tuple[int, list[str]]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        response = getattr(client, method)(path, **kwargs)
+    return response.status_code, [q["sql"] for q in captured.captured_queries]
+
+
+@pytest.mark.services
+@pytest.mark.django_db
+def test_queries_per_request_of_the_benchmarked_paths(make_lot, make_user, client_for, api_client, capsys):
+    """S4's list and S1's REST bid: how many queries each request makes (printed), and that lists do not grow with N."""
+    lots = [make_lot(bid_increment="0.01") for _ in range(5)]
+    status, few = _queries(api_client, "get", "/api/lots/?status=open")
+    assert status == 200
+    for _ in range(20):
+        make_lot()
+    status, many = _queries(api_client, "get", "/api/lots/?status=open")
+    assert status == 200
+    assert len(many) == len(few), many
+
+    first, second = client_for(make_user()), client_for(make_user())
+    status, opening = _queries(first, "post", f"/api/lots/{lots[0].id}/bids/", data={"amount": "10.00"}, format="json")
+    assert status == 201
+    status, bid = _queries(second, "post", f"/api/lots/{lots[0].id}/bids/", data={"amount": "10.01"}, format="json")
+    assert status == 201
+    with capsys.disabled():
+        print(f"\nqueries: GET /api/lots/ {len(many)}, REST bid {len(bid)} (first bid {len(opening)})")
