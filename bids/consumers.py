@@ -168,11 +168,12 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
             self.expiry_task.cancel()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        size = len(bytes_data) if text_data is None else len(text_data.encode())
+        if size > settings.WS_MAX_MESSAGE_BYTES:
+            await self.close(code=CLOSE_TOO_BIG)
+            return
         if text_data is None:
             await self.send_error("binary_not_supported", "Send JSON text frames.")
-            return
-        if len(text_data.encode()) > settings.WS_MAX_MESSAGE_BYTES:
-            await self.close(code=CLOSE_TOO_BIG)
             return
         if not self.bucket.take():
             await self.send_error("rate_limited", "Too many messages; slow down.")
@@ -193,7 +194,9 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
             return
         try:
             await getattr(self, handler)(frame)
-        except ProtocolError as exc:
+        except (ProtocolError, DomainError) as exc:
+            # A DomainError here is one the handler did not render, e.g.
+            # `lot_not_found` for a lot deleted while the socket was open.
             await self.send_error(exc.code, exc.message)
         except (OperationalError, InterfaceError):
             logger.warning("database unavailable during %s", frame["type"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections import defaultdict
 
 from django.conf import settings
@@ -87,14 +88,17 @@ class RedisPresence:
                     await pipe.execute()
 
 
-_by_loop: dict[int, MemoryPresence | RedisPresence] = {}
+# Keyed by the loop itself: a new loop may reuse a closed one's id().
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MemoryPresence | RedisPresence] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def get_presence() -> MemoryPresence | RedisPresence:
     """One tracker per event loop (a Redis client belongs to its loop)."""
-    loop_id = id(asyncio.get_running_loop())
-    tracker = _by_loop.get(loop_id)
+    loop = asyncio.get_running_loop()
+    tracker = _by_loop.get(loop)
     if tracker is None:
         tracker = RedisPresence(settings.REDIS_URL) if settings.REDIS_URL else MemoryPresence()
-        _by_loop[loop_id] = tracker
+        _by_loop[loop] = tracker
     return tracker
