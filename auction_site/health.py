@@ -58,8 +58,12 @@ class HealthApi(APIView):
     @extend_schema(
         responses={
             (200, "application/json"): inline_serializer(
-                "Health", {"status": serializers.CharField(), "database": serializers.BooleanField(),
-                           "channel_layer": serializers.BooleanField()}
+                "Health",
+                {
+                    "status": serializers.CharField(),
+                    "database": serializers.BooleanField(),
+                    "channel_layer": serializers.BooleanField(),
+                },
             )
         }
     )
@@ -108,8 +112,13 @@ class ReadyApi(APIView):
     @extend_schema(
         responses={
             (200, "application/json"): inline_serializer(
-                "Ready", {"status": serializers.CharField(), "database": serializers.BooleanField(),
-                          "channel_layer": serializers.BooleanField(), "migrations": serializers.BooleanField()}
+                "Ready",
+                {
+                    "status": serializers.CharField(),
+                    "database": serializers.BooleanField(),
+                    "channel_layer": serializers.BooleanField(),
+                    "migrations": serializers.BooleanField(),
+                },
             )
         }
     )

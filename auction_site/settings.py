@@ -241,9 +241,7 @@ CORS_ALLOW_HEADERS = (
     "x-requested-with",
 )
 # Browsers may open the WebSocket from these origins, besides ALLOWED_HOSTS.
-WEBSOCKET_ALLOWED_ORIGINS = env_list(
-    "WEBSOCKET_ALLOWED_ORIGINS", ",".join(CORS_ALLOWED_ORIGINS)
-)
+WEBSOCKET_ALLOWED_ORIGINS = env_list("WEBSOCKET_ALLOWED_ORIGINS", ",".join(CORS_ALLOWED_ORIGINS))
 
 # --- REST framework -----------------------------------------------------------
 
@@ -276,8 +274,7 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Auction API",
-    "DESCRIPTION": "Real-time auctions: accounts, lots, bids. "
-    "The WebSocket protocol is described in the README.",
+    "DESCRIPTION": "Real-time auctions: accounts, lots, bids. The WebSocket protocol is described in the README.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -334,10 +331,26 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 AUCTION_DEFAULT_CURRENCY = os.environ.get("AUCTION_DEFAULT_CURRENCY", "USD")
 # ISO 4217 codes accepted for lots, with their minor units.
 AUCTION_CURRENCIES = {
-    "USD": 2, "EUR": 2, "GBP": 2, "CHF": 2, "CAD": 2, "AUD": 2,
-    "SEK": 2, "NOK": 2, "DKK": 2, "PLN": 2, "CZK": 2, "HKD": 2,
-    "SGD": 2, "NZD": 2, "CNY": 2, "INR": 2, "BRL": 2, "MXN": 2,
-    "JPY": 0, "KRW": 0,
+    "USD": 2,
+    "EUR": 2,
+    "GBP": 2,
+    "CHF": 2,
+    "CAD": 2,
+    "AUD": 2,
+    "SEK": 2,
+    "NOK": 2,
+    "DKK": 2,
+    "PLN": 2,
+    "CZK": 2,
+    "HKD": 2,
+    "SGD": 2,
+    "NZD": 2,
+    "CNY": 2,
+    "INR": 2,
+    "BRL": 2,
+    "MXN": 2,
+    "JPY": 0,
+    "KRW": 0,
 }
 # The minimum raise over the current price: (price under, increment).
 AUCTION_BID_INCREMENTS = [
@@ -356,9 +369,7 @@ AUCTION_MAX_AMOUNT = Decimal("9999999999.99")
 # Staff run the sale; by default they may not bid in it.
 AUCTION_STAFF_CAN_BID = env_bool("AUCTION_STAFF_CAN_BID", False)
 # How far soft close may push a lot's end when no hard end is given.
-AUCTION_DEFAULT_MAX_EXTENSION = timedelta(
-    seconds=env_int("AUCTION_DEFAULT_MAX_EXTENSION_SECONDS", 3600)
-)
+AUCTION_DEFAULT_MAX_EXTENSION = timedelta(seconds=env_int("AUCTION_DEFAULT_MAX_EXTENSION_SECONDS", 3600))
 
 # Watchers get ENDING_SOON this long before a lot ends.
 AUCTION_ENDING_SOON_SECONDS = env_int("AUCTION_ENDING_SOON_SECONDS", 300)

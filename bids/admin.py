@@ -20,8 +20,17 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Bid)
 class BidAdmin(ReadOnlyAdmin):
-    list_display = ("id", "lot", "bidder", "amount", "max_amount", "is_proxy", "raises_max_only", "is_buy_now",
-                    "created_at")
+    list_display = (
+        "id",
+        "lot",
+        "bidder",
+        "amount",
+        "max_amount",
+        "is_proxy",
+        "raises_max_only",
+        "is_buy_now",
+        "created_at",
+    )
     list_filter = ("is_proxy", "is_buy_now")
     search_fields = ("lot__title", "bidder__username")
     list_select_related = ("lot", "bidder")

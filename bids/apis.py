@@ -18,7 +18,10 @@ from bids.serializers import (
 from lots.selectors import get_lot, list_visible_lots
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
     description="Retries with the same key return the first outcome and create nothing (max 100 characters).",
 )
 
@@ -106,7 +109,9 @@ class LotChatApi(generics.ListAPIView):
     def post(self, request: Request, lot_id: int) -> Response:
         serializer = ChatInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        message = services.post_chat_message(lot_id=lot_id, author=request.user, text=serializer.validated_data.get("text"))
+        message = services.post_chat_message(
+            lot_id=lot_id, author=request.user, text=serializer.validated_data.get("text")
+        )
         return Response(ChatMessageSerializer(message).data, status=status.HTTP_201_CREATED)
 
 

@@ -284,8 +284,15 @@ class LotConsumer(JsonFrameConsumer):
         await self.send_lot_status(status)
 
     async def send_lot_status(self, status: dict) -> None:
-        await self.send_json({"type": "LOT_STATUS", "seq": status["seq"], "server_time": timezone.now(),
-                              "lot": status["lot"], "registration": status["registration"]})
+        await self.send_json(
+            {
+                "type": "LOT_STATUS",
+                "seq": status["seq"],
+                "server_time": timezone.now(),
+                "lot": status["lot"],
+                "registration": status["registration"],
+            }
+        )
 
     async def disconnect(self, code) -> None:
         await super().disconnect(code)
@@ -351,8 +358,13 @@ class LotConsumer(JsonFrameConsumer):
         if "amount" not in frame:
             raise ProtocolError("invalid_amount", "amount is required.")
         try:
-            outcome = await _place_bid(lot_id=self.lot_id, bidder=bidder, amount=frame["amount"],
-                                       max_amount=frame.get("max_amount"), idempotency_key=request_id)
+            outcome = await _place_bid(
+                lot_id=self.lot_id,
+                bidder=bidder,
+                amount=frame["amount"],
+                max_amount=frame.get("max_amount"),
+                idempotency_key=request_id,
+            )
         except BidRejected as exc:
             await self._send_rejection(request_id, exc)
             return
@@ -373,21 +385,35 @@ class LotConsumer(JsonFrameConsumer):
             # Malformed input, not a refusal by the rules.
             await self.send_error(exc.code, exc.message, request_id=request_id)
             return
-        await self.send_json({"type": "BID_REJECTED", "request_id": request_id, "code": exc.code,
-                              "message": exc.message, "min_next_bid": exc.extra.get("min_next_bid")})
+        await self.send_json(
+            {
+                "type": "BID_REJECTED",
+                "request_id": request_id,
+                "code": exc.code,
+                "message": exc.message,
+                "min_next_bid": exc.extra.get("min_next_bid"),
+            }
+        )
 
     async def _send_acceptance(self, request_id: str | None, outcome: bid_services.BidOutcome) -> None:
         bid = outcome.bid
-        await self.send_json({
-            "type": "BID_ACCEPTED",
-            "request_id": request_id,
-            "code": "accepted",
-            "leading": outcome.leading,
-            "replayed": outcome.replayed,
-            "bid": {"id": bid.id, "amount": bid.amount, "max_amount": bid.max_amount, "is_proxy": bid.is_proxy,
-                    "created_at": bid.created_at},
-            "min_next_bid": f"{lot_min_next_bid(outcome.lot):.2f}",
-        })
+        await self.send_json(
+            {
+                "type": "BID_ACCEPTED",
+                "request_id": request_id,
+                "code": "accepted",
+                "leading": outcome.leading,
+                "replayed": outcome.replayed,
+                "bid": {
+                    "id": bid.id,
+                    "amount": bid.amount,
+                    "max_amount": bid.max_amount,
+                    "is_proxy": bid.is_proxy,
+                    "created_at": bid.created_at,
+                },
+                "min_next_bid": f"{lot_min_next_bid(outcome.lot):.2f}",
+            }
+        )
 
     async def get_history(self, frame: dict) -> None:
         limit = _limit(frame)
@@ -428,8 +454,10 @@ def _auction_status(slug: str, user) -> dict[str, Any] | None:
     auction = lot_selectors.list_auctions().filter(slug=slug).first()
     if auction is None:
         return None
-    return {"auction": {"slug": auction.slug, "title": auction.title},
-            "lots": LotSerializer(lots, many=True, context=_user_context(user)).data}
+    return {
+        "auction": {"slug": auction.slug, "title": auction.title},
+        "lots": LotSerializer(lots, many=True, context=_user_context(user)).data,
+    }
 
 
 class AuctionConsumer(JsonFrameConsumer):
@@ -487,4 +515,3 @@ class NotificationConsumer(JsonFrameConsumer):
 
     async def user_event(self, message: dict) -> None:
         await self.send(text_data=message["text"])
-

@@ -152,8 +152,12 @@ def flush_outboxes(outboxes: list[Outbox], *, mailed_by_caller: bool = False) ->
     LotEvent.objects.bulk_create([event for outbox in outboxes for event in outbox.events])
     Notification.objects.bulk_create([n for outbox in outboxes for n in outbox.notifications])
     sends = [
-        (outbox.lot.id, outbox.lot.auction.slug if outbox.lot.auction_id else None,
-         [(e.seq, e.text) for e in outbox.events], [(n.user_id, notification_text(n)) for n in outbox.notifications])
+        (
+            outbox.lot.id,
+            outbox.lot.auction.slug if outbox.lot.auction_id else None,
+            [(e.seq, e.text) for e in outbox.events],
+            [(n.user_id, notification_text(n)) for n in outbox.notifications],
+        )
         for outbox in outboxes
         if outbox.events or outbox.notifications
     ]
@@ -163,8 +167,14 @@ def flush_outboxes(outboxes: list[Outbox], *, mailed_by_caller: bool = False) ->
 
 
 def notification_text(notification: Notification) -> str:
-    return dumps({"type": notification.type, "id": notification.id, "created_at": notification.created_at,
-                  **notification.payload})
+    return dumps(
+        {
+            "type": notification.type,
+            "id": notification.id,
+            "created_at": notification.created_at,
+            **notification.payload,
+        }
+    )
 
 
 def broadcast(

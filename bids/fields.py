@@ -21,4 +21,3 @@ class MoneyField(serializers.Field):
 
     def to_representation(self, value: Decimal) -> str:
         return f"{value:.2f}"
-

@@ -17,9 +17,9 @@ def list_user_bids(*, user) -> QuerySet[Bid]:
 def list_events_since(*, lot_id: int, since: int, limit: int) -> list[str] | None:
     """The stored frames after `since`, in order; None if more than `limit` are missing."""
     texts = list(
-        LotEvent.objects.filter(lot_id=lot_id, seq__gt=since).order_by("seq").values_list("text", flat=True)[
-            : limit + 1
-        ]
+        LotEvent.objects.filter(lot_id=lot_id, seq__gt=since)
+        .order_by("seq")
+        .values_list("text", flat=True)[: limit + 1]
     )
     return None if len(texts) > limit else texts
 

@@ -32,8 +32,18 @@ class MyBidSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Bid
-        fields = ["id", "lot", "lot_title", "lot_status", "amount", "max_amount", "is_proxy", "is_buy_now",
-                  "raises_max_only", "created_at"]
+        fields = [
+            "id",
+            "lot",
+            "lot_title",
+            "lot_status",
+            "amount",
+            "max_amount",
+            "is_proxy",
+            "is_buy_now",
+            "raises_max_only",
+            "created_at",
+        ]
         read_only_fields = fields
 
 

@@ -56,9 +56,7 @@ def _replay(*, lot: Lot, bidder, idempotency_key: str, request_hash: str) -> Bid
     if earlier is None:
         return None
     if earlier.request_hash != request_hash:
-        raise BidRejected(
-            "idempotency_conflict", "This idempotency key was already used for a different request."
-        )
+        raise BidRejected("idempotency_conflict", "This idempotency key was already used for a different request.")
     return BidOutcome(bid=earlier, lot=lot, leading=lot.high_bidder_id == bidder.pk, replayed=True)
 
 
@@ -113,8 +111,13 @@ def _plan_challenge(*, lot: Lot, bidder, amount: Decimal, ceiling: Decimal, key,
 
     def row(who, price, *, max_amount=None, is_proxy=False, own=False) -> Bid:
         return Bid(
-            lot=lot, bidder=who, amount=price, max_amount=max_amount, is_proxy=is_proxy,
-            idempotency_key=key if own else None, request_hash=request_hash if own else "",
+            lot=lot,
+            bidder=who,
+            amount=price,
+            max_amount=max_amount,
+            is_proxy=is_proxy,
+            idempotency_key=key if own else None,
+            request_hash=request_hash if own else "",
         )
 
     own_max = ceiling if ceiling > amount else None
@@ -204,15 +207,24 @@ def _plan_raise(*, lot: Lot, bidder, ceiling: Decimal, key, request_hash) -> Pla
         )
     price = _with_reserve(lot, lot.current_price, ceiling)
     bid = Bid(
-        lot=lot, bidder=bidder, amount=price, max_amount=ceiling, idempotency_key=key, request_hash=request_hash,
+        lot=lot,
+        bidder=bidder,
+        amount=price,
+        max_amount=ceiling,
+        idempotency_key=key,
+        request_hash=request_hash,
         raises_max_only=price == lot.current_price,
     )
     return PlannedBid(bid, bidder)
 
 
 def _outbid_notice(lot: Lot) -> dict:
-    return {"lot_id": lot.id, "title": lot.title, "currency": lot.currency,
-            **lot_price_state(lot, high_bidder_username=lot.high_bidder.username)}
+    return {
+        "lot_id": lot.id,
+        "title": lot.title,
+        "currency": lot.currency,
+        **lot_price_state(lot, high_bidder_username=lot.high_bidder.username),
+    }
 
 
 @count_bids("bid")
@@ -246,24 +258,34 @@ def place_bid(
     previous_leader = lot.high_bidder
 
     if previous_leader is not None and previous_leader.pk == bidder.pk:
-        planned = [_plan_raise(lot=lot, bidder=bidder, ceiling=ceiling, key=idempotency_key,
-                               request_hash=request_hash)]
+        planned = [_plan_raise(lot=lot, bidder=bidder, ceiling=ceiling, key=idempotency_key, request_hash=request_hash)]
     else:
-        floor = min_next_bid(starting_price=lot.starting_price, current_price=lot.current_price,
-                             fixed_increment=lot.bid_increment)
+        floor = min_next_bid(
+            starting_price=lot.starting_price, current_price=lot.current_price, fixed_increment=lot.bid_increment
+        )
         if parsed_amount < floor:
             raise BidRejected("bid_too_low", f"The minimum bid is {floor}.", min_next_bid=str(floor))
-        planned = _plan_challenge(lot=lot, bidder=bidder, amount=parsed_amount, ceiling=ceiling,
-                                  key=idempotency_key, request_hash=request_hash)
+        planned = _plan_challenge(
+            lot=lot,
+            bidder=bidder,
+            amount=parsed_amount,
+            ceiling=ceiling,
+            key=idempotency_key,
+            request_hash=request_hash,
+        )
     leading = planned[-1].leader is bidder
     if leading:
         lot.high_max_amount = ceiling
 
     outbox = Outbox(lot)
-    _insert_guarded(bidder=bidder, idempotency_key=idempotency_key,
-                    insert=lambda: _apply(lot=lot, planned=planned, outbox=outbox, now=now))
-    lot.save(update_fields=["current_price", "high_bidder", "high_max_amount", "bid_count", "ends_at", "seq",
-                            "updated_at"])
+    _insert_guarded(
+        bidder=bidder,
+        idempotency_key=idempotency_key,
+        insert=lambda: _apply(lot=lot, planned=planned, outbox=outbox, now=now),
+    )
+    lot.save(
+        update_fields=["current_price", "high_bidder", "high_max_amount", "bid_count", "ends_at", "seq", "updated_at"]
+    )
     if not leading:
         outbox.notify(bidder.pk, "OUTBID", **_outbid_notice(lot))
     elif previous_leader is not None and previous_leader.pk != bidder.pk:
@@ -292,12 +314,21 @@ def buy_now(*, lot_id: int, buyer, idempotency_key: str | None = None, now: date
     if lot.buy_now_price is None or (lot.current_price is not None and lot.current_price >= lot.buy_now_price):
         raise BidRejected("buy_now_unavailable", "Buy now is not available on this lot.")
     previous_leader = lot.high_bidder
-    bid = Bid(lot=lot, bidder=buyer, amount=lot.buy_now_price, is_buy_now=True,
-              idempotency_key=idempotency_key, request_hash=request_hash)
+    bid = Bid(
+        lot=lot,
+        bidder=buyer,
+        amount=lot.buy_now_price,
+        is_buy_now=True,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+    )
     outbox = Outbox(lot)
     lot.high_max_amount = lot.buy_now_price
-    _insert_guarded(bidder=buyer, idempotency_key=idempotency_key,
-                    insert=lambda: _apply(lot=lot, planned=[PlannedBid(bid, buyer)], outbox=outbox, now=now))
+    _insert_guarded(
+        bidder=buyer,
+        idempotency_key=idempotency_key,
+        insert=lambda: _apply(lot=lot, planned=[PlannedBid(bid, buyer)], outbox=outbox, now=now),
+    )
     # finish_lot saves only the closing fields; the bid's own changes first.
     lot.save(update_fields=["current_price", "high_bidder", "high_max_amount", "bid_count", "seq", "updated_at"])
     if previous_leader is not None and previous_leader.pk != buyer.pk:
@@ -343,9 +374,7 @@ def post_chat_message(*, lot_id: int, author, text: object) -> ChatMessage:
 @transaction.atomic
 def hide_chat_message(*, lot_id: int, message_id: int, actor) -> ChatMessage:
     """The lot's seller or staff hide one of its messages. Raises `chat_message_not_found`, `not_lot_manager`."""
-    message = (
-        ChatMessage.objects.select_for_update().select_related("lot").filter(pk=message_id, lot_id=lot_id).first()
-    )
+    message = ChatMessage.objects.select_for_update().select_related("lot").filter(pk=message_id, lot_id=lot_id).first()
     if message is None:
         raise NotFound("chat_message_not_found", "No such message in this lot's chat.")
     ensure_can_manage(lot=message.lot, actor=actor)

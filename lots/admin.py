@@ -51,8 +51,7 @@ def cancel(modeladmin, request, queryset):
 
 @admin.register(Lot)
 class LotAdmin(admin.ModelAdmin):
-    list_display = ("title", "status", "auction", "currency", "current_price", "bid_count", "high_bidder",
-                    "ends_at")
+    list_display = ("title", "status", "auction", "currency", "current_price", "bid_count", "high_bidder", "ends_at")
     list_filter = ("status", "auction")
     search_fields = ("title", "description", "seller__username")
     list_select_related = ("auction", "high_bidder")
@@ -60,13 +59,30 @@ class LotAdmin(admin.ModelAdmin):
     inlines = [BidInline]
     actions = [open_now, close_now, cancel]
     # The bidding state changes only through the services (under the lot lock).
-    readonly_fields = ("status", "current_price", "high_bidder", "high_max_amount", "bid_count", "winner",
-                       "final_price", "closed_at", "seq", "created_at", "updated_at")
+    readonly_fields = (
+        "status",
+        "current_price",
+        "high_bidder",
+        "high_max_amount",
+        "bid_count",
+        "winner",
+        "final_price",
+        "closed_at",
+        "seq",
+        "created_at",
+        "updated_at",
+    )
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and obj.bid_count:
-            return (*self.readonly_fields, "currency", "starting_price", "reserve_price", "buy_now_price",
-                    "bid_increment")
+            return (
+                *self.readonly_fields,
+                "currency",
+                "starting_price",
+                "reserve_price",
+                "buy_now_price",
+                "bid_increment",
+            )
         return self.readonly_fields
 
 
@@ -89,8 +105,12 @@ def stagger_lots(modeladmin, request, queryset):
             modeladmin.message_user(request, f"{auction}: set the sale's end first.", messages.WARNING)
             continue
         try:
-            lots = services.stagger_auction_lots(auction=auction, actor=request.user, first_ends_at=auction.ends_at,
-                                                 interval_seconds=auction.stagger_seconds)
+            lots = services.stagger_auction_lots(
+                auction=auction,
+                actor=request.user,
+                first_ends_at=auction.ends_at,
+                interval_seconds=auction.stagger_seconds,
+            )
         except DomainError as exc:
             modeladmin.message_user(request, f"{auction}: {exc.message} ({exc.code})", messages.WARNING)
             continue

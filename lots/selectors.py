@@ -51,9 +51,9 @@ def next_due_at() -> datetime | None:
         Lot.objects.filter(status=LotStatus.SCHEDULED).aggregate(t=Min("starts_at"))["t"],
         Lot.objects.filter(status=LotStatus.OPEN).aggregate(t=Min("ends_at"))["t"],
     ]
-    warn_at = Lot.objects.filter(status=LotStatus.OPEN, ending_soon_sent_at__isnull=True).aggregate(
-        t=Min("ends_at")
-    )["t"]
+    warn_at = Lot.objects.filter(status=LotStatus.OPEN, ending_soon_sent_at__isnull=True).aggregate(t=Min("ends_at"))[
+        "t"
+    ]
     if warn_at is not None:
         times.append(warn_at - lead)
     return min((t for t in times if t is not None), default=None)

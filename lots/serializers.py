@@ -33,11 +33,34 @@ class LotSerializer(serializers.ModelSerializer):
     class Meta:
         model = Lot
         fields = [
-            "id", "title", "description", "image", "status", "currency", "auction", "lot_number", "seller",
-            "starting_price", "current_price", "min_next_bid", "bid_count", "high_bidder",
-            "has_reserve", "reserve_met", "reserve_price", "buy_now_price", "bid_increment",
-            "starts_at", "ends_at", "hard_ends_at", "soft_close_seconds",
-            "requires_registration", "winner", "final_price", "closed_at", "seq",
+            "id",
+            "title",
+            "description",
+            "image",
+            "status",
+            "currency",
+            "auction",
+            "lot_number",
+            "seller",
+            "starting_price",
+            "current_price",
+            "min_next_bid",
+            "bid_count",
+            "high_bidder",
+            "has_reserve",
+            "reserve_met",
+            "reserve_price",
+            "buy_now_price",
+            "bid_increment",
+            "starts_at",
+            "ends_at",
+            "hard_ends_at",
+            "soft_close_seconds",
+            "requires_registration",
+            "winner",
+            "final_price",
+            "closed_at",
+            "seq",
         ]
         read_only_fields = fields
 
@@ -60,8 +83,9 @@ class LotSerializer(serializers.ModelSerializer):
     def get_has_reserve(self, lot: Lot) -> bool:
         return lot.reserve_price is not None
 
-    @extend_schema_field({"type": "string", "format": "decimal", "nullable": True,
-                          "description": "Only shown to the seller and staff."})
+    @extend_schema_field(
+        {"type": "string", "format": "decimal", "nullable": True, "description": "Only shown to the seller and staff."}
+    )
     def get_reserve_price(self, lot: Lot) -> str | None:
         user = self.context.get("viewer") or getattr(self.context.get("request"), "user", None)
         if lot.reserve_price is None or user is None or not (user.is_staff or user.pk == lot.seller_id):
@@ -76,17 +100,20 @@ class LotWriteSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, max_length=20_000)
     image = serializers.ImageField(required=False, allow_null=True)
     currency = serializers.ChoiceField(choices=sorted(settings.AUCTION_CURRENCIES), required=False)
-    auction = serializers.SlugRelatedField(slug_field="slug", queryset=Auction.objects.all(), required=False,
-                                           allow_null=True)
+    auction = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Auction.objects.all(), required=False, allow_null=True
+    )
     starting_price = MoneyField()
     reserve_price = MoneyField(required=False, allow_null=True)
     buy_now_price = MoneyField(required=False, allow_null=True)
     bid_increment = MoneyField(required=False, allow_null=True)
-    starts_at = serializers.DateTimeField(required=False, allow_null=True,
-                                          help_text="Absent or past: the lot opens now.")
+    starts_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="Absent or past: the lot opens now."
+    )
     ends_at = serializers.DateTimeField()
-    hard_ends_at = serializers.DateTimeField(required=False, allow_null=True,
-                                             help_text="Soft close never passes it; default: end + 1 h.")
+    hard_ends_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="Soft close never passes it; default: end + 1 h."
+    )
     soft_close_seconds = serializers.IntegerField(required=False, min_value=0, max_value=86_400)
     lot_number = serializers.IntegerField(required=False, allow_null=True, min_value=1)
     draft = serializers.BooleanField(required=False, default=False, write_only=True)
@@ -106,8 +133,9 @@ class LotUpdateSerializer(LotWriteSerializer):
 
 class StaggerSerializer(serializers.Serializer):
     first_ends_at = serializers.DateTimeField(help_text="When the first lot (in catalogue order) ends.")
-    interval_seconds = serializers.IntegerField(min_value=0, max_value=86_400,
-                                                help_text="Each next lot ends this much later.")
+    interval_seconds = serializers.IntegerField(
+        min_value=0, max_value=86_400, help_text="Each next lot ends this much later."
+    )
 
 
 class AuctionSerializer(serializers.ModelSerializer):
@@ -115,8 +143,19 @@ class AuctionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Auction
-        fields = ["id", "title", "slug", "description", "starts_at", "ends_at", "requires_registration",
-                  "auto_approve", "stagger_seconds", "lot_count", "created_at"]
+        fields = [
+            "id",
+            "title",
+            "slug",
+            "description",
+            "starts_at",
+            "ends_at",
+            "requires_registration",
+            "auto_approve",
+            "stagger_seconds",
+            "lot_count",
+            "created_at",
+        ]
         read_only_fields = ["id", "lot_count", "created_at"]
 
 

@@ -103,8 +103,12 @@ def create_lot(
     now = now or timezone.now()
     currency = (currency or settings.AUCTION_DEFAULT_CURRENCY).upper()
     money = _validate_money(
-        {"starting_price": starting_price, "reserve_price": reserve_price, "buy_now_price": buy_now_price,
-         "bid_increment": bid_increment},
+        {
+            "starting_price": starting_price,
+            "reserve_price": reserve_price,
+            "buy_now_price": buy_now_price,
+            "bid_increment": bid_increment,
+        },
         currency,
     )
     opens_now = not draft and (starts_at is None or starts_at <= now)
@@ -112,10 +116,17 @@ def create_lot(
     if ends_at <= now:
         raise InvalidInput("invalid_schedule", "The lot must end in the future.", field="ends_at")
     lot = Lot(
-        seller=seller, title=title, description=description, currency=currency, **money,
-        starts_at=starts_at, ends_at=ends_at,
+        seller=seller,
+        title=title,
+        description=description,
+        currency=currency,
+        **money,
+        starts_at=starts_at,
+        ends_at=ends_at,
         hard_ends_at=hard_ends_at or ends_at + settings.AUCTION_DEFAULT_MAX_EXTENSION,
-        soft_close_seconds=soft_close_seconds, auction=auction, lot_number=lot_number,
+        soft_close_seconds=soft_close_seconds,
+        auction=auction,
+        lot_number=lot_number,
         status=LotStatus.DRAFT if draft else LotStatus.OPEN if opens_now else LotStatus.SCHEDULED,
     )
     if image:
@@ -292,16 +303,24 @@ def close_due_lots(*, now: datetime | None = None, limit: int = CLOSE_BATCH) -> 
 def announce_next_ending_soon(*, now: datetime) -> Lot | None:
     """Tell the watchers of the next lot entering its last minutes, once; None when none is due."""
     lead = timezone.timedelta(seconds=settings.AUCTION_ENDING_SOON_SECONDS)
-    lot = _claim_next("ends_at", status=LotStatus.OPEN, ending_soon_sent_at__isnull=True,
-                      ends_at__lte=now + lead, ends_at__gt=now)
+    lot = _claim_next(
+        "ends_at", status=LotStatus.OPEN, ending_soon_sent_at__isnull=True, ends_at__lte=now + lead, ends_at__gt=now
+    )
     if lot is None:
         return None
     lot.ending_soon_sent_at = now
     lot.save(update_fields=["ending_soon_sent_at"])
     outbox = Outbox(lot)
     for user_id in lot.watches.values_list("user_id", flat=True):
-        outbox.notify(user_id, "ENDING_SOON", lot_id=lot.id, title=lot.title, ends_at=lot.ends_at,
-                      currency=lot.currency, current_price=lot.current_price)
+        outbox.notify(
+            user_id,
+            "ENDING_SOON",
+            lot_id=lot.id,
+            title=lot.title,
+            ends_at=lot.ends_at,
+            currency=lot.currency,
+            current_price=lot.current_price,
+        )
     outbox.flush()
     return lot
 
@@ -416,15 +435,19 @@ def register_for_auction(*, auction_id: int, user) -> Registration:
     last_paddle = auction.registrations.aggregate(last=Max("paddle_number"))["last"] or 0
     approved = auction.auto_approve or not auction.requires_registration
     return Registration.objects.create(
-        auction=auction, user=user, paddle_number=last_paddle + 1,
+        auction=auction,
+        user=user,
+        paddle_number=last_paddle + 1,
         status=RegistrationStatus.APPROVED if approved else RegistrationStatus.PENDING,
         decided_at=timezone.now() if approved else None,
     )
 
 
 REGISTRATION_DECISIONS = {
-    "approve": (RegistrationStatus.APPROVED, {RegistrationStatus.PENDING, RegistrationStatus.REJECTED,
-                                              RegistrationStatus.REVOKED}),
+    "approve": (
+        RegistrationStatus.APPROVED,
+        {RegistrationStatus.PENDING, RegistrationStatus.REJECTED, RegistrationStatus.REVOKED},
+    ),
     "reject": (RegistrationStatus.REJECTED, {RegistrationStatus.PENDING}),
     "revoke": (RegistrationStatus.REVOKED, {RegistrationStatus.APPROVED}),
 }
@@ -443,9 +466,7 @@ def decide_registration(*, registration_id: int, actor, decision: str) -> Regist
         raise NotFound("registration_not_found", "No such registration.")
     new_status, allowed_from = REGISTRATION_DECISIONS[decision]
     if registration.status not in allowed_from:
-        raise LotActionRefused(
-            "invalid_transition", f"A {registration.status} registration cannot be {new_status}."
-        )
+        raise LotActionRefused("invalid_transition", f"A {registration.status} registration cannot be {new_status}.")
     registration.status = new_status
     registration.decided_at = timezone.now()
     registration.decided_by = actor

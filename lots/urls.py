@@ -23,8 +23,11 @@ auction_urlpatterns = [
     path("<slug:slug>/register/", apis.AuctionRegisterApi.as_view(), name="auction-register"),
     path("<slug:slug>/participants/", apis.ParticipantListApi.as_view(), name="auction-participants"),
     *[
-        path(f"<slug:slug>/participants/<int:registration_id>/{decision}/",
-             apis.ParticipantDecisionApi.as_view(decision=decision), name=f"participant-{decision}")
+        path(
+            f"<slug:slug>/participants/<int:registration_id>/{decision}/",
+            apis.ParticipantDecisionApi.as_view(decision=decision),
+            name=f"participant-{decision}",
+        )
         for decision in ("approve", "reject", "revoke")
     ],
 ]

@@ -55,7 +55,19 @@ class Command(BaseCommand):
             ("Brass candlesticks (pair)", "15.00", timedelta(hours=2), {"buy_now_price": Decimal("60.00")}),
         ]
         for title, price, duration, extra in lots:
-            create_lot(seller=seller, title=title, starting_price=Decimal(price), ends_at=now + duration,
-                       auction=sale, description=f"{title}, in good condition.", **extra)
-        create_lot(seller=seller, title="Oak bookcase", starting_price=Decimal("80.00"),
-                   starts_at=now + timedelta(minutes=5), ends_at=now + timedelta(hours=3))
+            create_lot(
+                seller=seller,
+                title=title,
+                starting_price=Decimal(price),
+                ends_at=now + duration,
+                auction=sale,
+                description=f"{title}, in good condition.",
+                **extra,
+            )
+        create_lot(
+            seller=seller,
+            title="Oak bookcase",
+            starting_price=Decimal("80.00"),
+            starts_at=now + timedelta(minutes=5),
+            ends_at=now + timedelta(hours=3),
+        )
