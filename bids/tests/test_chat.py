@@ -11,7 +11,6 @@ from django.db import transaction
 from auction_site.exceptions import DomainError
 from bids.models import ChatMessage
 from bids.services import hide_chat_message, post_chat_message
-from bids.tests.ws import Sockets
 from lots.exceptions import NotLotManager
 
 pytestmark = pytest.mark.django_db
@@ -461,17 +460,6 @@ def test_admin_cannot_edit_or_add_messages(make_lot, bidder, client, staff_user)
 
 
 # --- WebSocket -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def ws():
-    async with Sockets() as sockets:
-        yield sockets
-
-
-@pytest.fixture
-def new_lot(make_lot):
-    return sync_to_async(make_lot)
 
 
 @sync_to_async

@@ -7,21 +7,9 @@ import pytest
 from channels.db import database_sync_to_async
 
 from bids.models import Bid, LotEvent
-from bids.tests.ws import Sockets
 from lots.services import delete_lot
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-async def ws():
-    async with Sockets() as sockets:
-        yield sockets
-
-
-@pytest.fixture
-def new_lot(make_lot):
-    return database_sync_to_async(make_lot)
 
 
 @database_sync_to_async

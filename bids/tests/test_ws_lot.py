@@ -13,23 +13,11 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from bids.models import Bid, LotEvent
 from bids.tests.utils import bid
-from bids.tests.ws import Sockets, forget_presence, send_to_room, seqs, without_broadcast
+from bids.tests.ws import forget_presence, send_to_room, seqs, without_broadcast
 from conftest import access_token_for
 from lots.services import close_lot
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-async def ws():
-    async with Sockets() as sockets:
-        yield sockets
-
-
-@pytest.fixture
-def new_lot(make_lot):
-    """`await new_lot(**fields)`: a lot made by the service, open now."""
-    return database_sync_to_async(make_lot)
 
 
 place_bid = database_sync_to_async(bid)

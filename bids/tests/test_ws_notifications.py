@@ -7,22 +7,10 @@ from channels.db import database_sync_to_async
 from rest_framework_simplejwt.tokens import AccessToken
 
 from bids.tests.utils import bid
-from bids.tests.ws import Sockets
 from lots.models import Auction
 from lots.services import close_lot
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-async def ws():
-    async with Sockets() as sockets:
-        yield sockets
-
-
-@pytest.fixture
-def new_lot(make_lot):
-    return database_sync_to_async(make_lot)
 
 
 place_bid = database_sync_to_async(bid)
