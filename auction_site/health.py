@@ -50,27 +50,24 @@ def channel_layer_ok() -> bool:
         return False
 
 
-class HealthApi(APIView):
-    permission_classes = [permissions.AllowAny]
-    authentication_classes: list = []
-    renderer_classes = [JSONRenderer]
+FAILURES = {
+    "database": ("database_unavailable", "The database does not answer."),
+    "channel_layer": ("channel_layer_unavailable", "The channel layer (Redis) does not answer."),
+    "migrations": ("migrations_pending", "The database schema is not migrated yet."),
+}
 
-    @extend_schema(
-        responses={
-            (200, "application/json"): inline_serializer(
-                "Health",
-                {
-                    "status": serializers.CharField(),
-                    "database": serializers.BooleanField(),
-                    "channel_layer": serializers.BooleanField(),
-                },
-            )
-        }
-    )
-    def get(self, request: Request) -> Response:
-        checks = {"database": database_ok(), "channel_layer": channel_layer_ok()}
-        healthy = all(checks.values())
-        return Response({"status": "ok" if healthy else "unavailable", **checks}, status=200 if healthy else 503)
+
+def verdict(checks: dict[str, bool], *, ok_status: str) -> tuple[dict, int]:
+    """200 when every check passed, else 503 with the `code` of the first that failed."""
+    failed = next((name for name, passed in checks.items() if not passed), None)
+    if failed is None:
+        return {"status": ok_status, **checks}, 200
+    code, detail = FAILURES[failed]
+    return {"code": code, "detail": detail, "status": "unavailable", **checks}, 503
+
+
+def liveness() -> tuple[dict, int]:
+    return verdict({"database": database_ok(), "channel_layer": channel_layer_ok()}, ok_status="ok")
 
 
 _migrations_applied = False
@@ -86,42 +83,40 @@ def migrations_applied() -> bool:
 
 
 def readiness() -> tuple[dict, int]:
-    """The readiness body and status: 200, or 503 with the `code` of the first failed check."""
     checks = {"database": database_ok(), "channel_layer": channel_layer_ok(), "migrations": False}
     if checks["database"]:
         try:
             checks["migrations"] = migrations_applied()
         except Exception:
             logger.warning("ready: migration check failed", exc_info=True)
-    if not checks["database"]:
-        code, detail = "database_unavailable", "The database does not answer."
-    elif not checks["channel_layer"]:
-        code, detail = "channel_layer_unavailable", "The channel layer (Redis) does not answer."
-    elif not checks["migrations"]:
-        code, detail = "migrations_pending", "The database schema is not migrated yet."
-    else:
-        return {"status": "ready", **checks}, 200
-    return {"code": code, "detail": detail, "status": "unavailable", **checks}, 503
+    return verdict(checks, ok_status="ready")
 
 
-class ReadyApi(APIView):
+def probe_schema(name: str, checks: list[str]):
+    fields = {"status": serializers.CharField(), **{check: serializers.BooleanField() for check in checks}}
+    return extend_schema(responses={(200, "application/json"): inline_serializer(name, fields)})
+
+
+class ProbeApi(APIView):
+    """A probe for orchestrators: no authentication, JSON only, 503 with a `code` when not fit."""
+
     permission_classes = [permissions.AllowAny]
     authentication_classes: list = []
     renderer_classes = [JSONRenderer]
+    probe = staticmethod(liveness)
 
-    @extend_schema(
-        responses={
-            (200, "application/json"): inline_serializer(
-                "Ready",
-                {
-                    "status": serializers.CharField(),
-                    "database": serializers.BooleanField(),
-                    "channel_layer": serializers.BooleanField(),
-                    "migrations": serializers.BooleanField(),
-                },
-            )
-        }
-    )
     def get(self, request: Request) -> Response:
-        body, status = readiness()
+        body, status = self.probe()
         return Response(body, status=status, headers={"Retry-After": "5"} if status == 503 else None)
+
+
+@probe_schema("Health", ["database", "channel_layer"])
+class HealthApi(ProbeApi):
+    """Liveness: the database and the channel layer answer."""
+
+
+@probe_schema("Ready", ["database", "channel_layer", "migrations"])
+class ReadyApi(ProbeApi):
+    """Readiness: live, and the schema is migrated."""
+
+    probe = staticmethod(readiness)

@@ -29,7 +29,13 @@ def test_unavailable_without_the_database(api_client):
     response = api_client.get(HEALTH)
 
     assert response.status_code == 503
-    assert response.json() == {"status": "unavailable", "database": False, "channel_layer": True}
+    body = response.json()
+    assert (body["code"], body["status"], body["database"], body["channel_layer"]) == (
+        "database_unavailable",
+        "unavailable",
+        False,
+        True,
+    )
 
 
 @pytest.mark.django_db
@@ -42,7 +48,13 @@ def test_unavailable_without_the_channel_layer(api_client, settings):
     response = api_client.get(HEALTH)
 
     assert response.status_code == 503
-    assert response.json() == {"status": "unavailable", "database": True, "channel_layer": False}
+    body = response.json()
+    assert (body["code"], body["status"], body["database"], body["channel_layer"]) == (
+        "channel_layer_unavailable",
+        "unavailable",
+        True,
+        False,
+    )
 
 
 @pytest.mark.services
