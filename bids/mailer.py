@@ -4,6 +4,8 @@ The clock calls `send_pending_emails`; rows are claimed with SKIP LOCKED and
 marked before sending, so several clocks never send the same one twice.
 """
 
+import time
+
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
@@ -48,10 +50,14 @@ def _message(notification: Notification) -> EmailMultiAlternatives:
     return message
 
 
-def send_pending_emails(*, limit: int = 200) -> int:
-    """E-mail unsent notifications to users who want e-mail; returns how many were sent."""
+def send_pending_emails(*, limit: int = 200, until: float | None = None) -> int:
+    """E-mail unsent notifications to users who want e-mail; returns how many were sent.
+
+    With `until` (a `time.monotonic()` value) no batch starts after it: the
+    clock leaves the rest to its next round rather than hold back a close.
+    """
     sent = 0
-    while batch := _claim_pending(limit):
+    while (until is None or time.monotonic() < until) and (batch := _claim_pending(limit)):
         messages = [
             _message(n) for n in batch
             if n.user.email_notifications and n.user.email and n.type in SUBJECTS
@@ -61,3 +67,7 @@ def send_pending_emails(*, limit: int = 200) -> int:
         if len(batch) < limit:
             break
     return sent
+
+
+def has_pending_emails() -> bool:
+    return Notification.objects.filter(emailed_at__isnull=True).exists()

@@ -10,6 +10,7 @@ catches up with whatever fell due while no clock ran.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -21,14 +22,20 @@ from django.conf import settings
 from django.utils import timezone
 
 from bids.events import CLOCK_GROUP
-from bids.mailer import send_pending_emails
+from bids.mailer import has_pending_emails, send_pending_emails
 from lots import selectors, services
 
 logger = logging.getLogger(__name__)
 
 MIN_SLEEP_SECONDS = 0.01
-# How long the clock waits before listening again when the channel layer fails.
+# A wake-up channel that fails sooner than this after listening is down.
 LAYER_RETRY_SECONDS = 1.0
+# After a wake-up, the ones queued behind it are taken while each comes this fast.
+QUEUED_WAKE_UP_WAIT_SECONDS = 0.005
+MAX_QUEUED_WAKE_UPS = 1000
+# E-mail per round: batches this small, started for this long at most.
+MAIL_BATCH = 5
+MAIL_SECONDS_PER_ROUND = 0.25
 
 
 @dataclass
@@ -53,11 +60,15 @@ def run_due_work(*, now: datetime | None = None) -> Tick:
         tick.closed += len(closed)
     while services.announce_next_ending_soon(now=now or timezone.now()):
         tick.warned += 1
-    tick.emailed = send_pending_emails()
+    # A few e-mails at a time, for a moment: a slow mail server never holds
+    # back the next lot that falls due (the clock comes back at once for more).
+    tick.emailed = send_pending_emails(limit=MAIL_BATCH, until=time.monotonic() + MAIL_SECONDS_PER_ROUND)
     return tick
 
 
 def seconds_until_next_due() -> float:
+    if has_pending_emails():
+        return MIN_SLEEP_SECONDS
     due = selectors.next_due_at()
     limit = settings.AUCTION_CLOCK_MAX_SLEEP_SECONDS
     if due is None:
@@ -69,63 +80,61 @@ async def run_clock(stop: asyncio.Event) -> None:
     """Run until `stop` is set."""
     layer = get_channel_layer()
     channel = await layer.new_channel()
-    woken = asyncio.Event()
-    # Wake-ups are heard in the background and only raise a flag, so a
-    # burst of them (every lot closed wakes every clock) costs one round, and
-    # a failing layer never turns the sleep into a busy loop.
-    listener = asyncio.ensure_future(_listen(layer, channel, woken))
     logger.info("clock started")
-    try:
-        while not stop.is_set():
-            # This round answers every wake-up so far, however many came.
-            woken.clear()
-            try:
-                # Joined every round: a group membership lapses after a day on Redis.
-                await layer.group_add(CLOCK_GROUP, channel)
-            except Exception:
-                # Redis is away: nothing wakes the clock, but it still keeps time.
-                logger.exception("clock could not join the wake-up group")
-            try:
-                tick = await database_sync_to_async(run_due_work)()
-                if tick.opened or tick.closed or tick.warned or tick.emailed:
-                    logger.info("clock: opened %d, closed %d, warned %d, e-mailed %d",
-                                tick.opened, tick.closed, tick.warned, tick.emailed)
-                delay = await database_sync_to_async(seconds_until_next_due)()
-            except Exception:
-                # The database is away: try again shortly, never die.
-                logger.exception("clock round failed")
-                delay = 1.0
-            await _sleep_or_wake(woken, delay, stop)
-    finally:
-        listener.cancel()
+    while not stop.is_set():
         try:
-            await layer.group_discard(CLOCK_GROUP, channel)
+            # Joined every round: a group membership lapses after a day on Redis.
+            await layer.group_add(CLOCK_GROUP, channel)
         except Exception:
-            logger.exception("clock could not leave the wake-up group")
+            # Redis is away: nothing wakes the clock, but it still keeps time.
+            logger.exception("clock could not join the wake-up group")
+        try:
+            tick = await database_sync_to_async(run_due_work)()
+            if tick.opened or tick.closed or tick.warned or tick.emailed:
+                logger.info("clock: opened %d, closed %d, warned %d, e-mailed %d",
+                            tick.opened, tick.closed, tick.warned, tick.emailed)
+            delay = await database_sync_to_async(seconds_until_next_due)()
+        except Exception:
+            # The database is away: try again shortly, never die.
+            logger.exception("clock round failed")
+            delay = 1.0
+        await _sleep_or_wake(layer, channel, delay, stop)
+    try:
+        await layer.group_discard(CLOCK_GROUP, channel)
+    except Exception:
+        logger.exception("clock could not leave the wake-up group")
     logger.info("clock stopped")
 
 
-async def _listen(layer, channel: str, woken: asyncio.Event) -> None:
-    """Set `woken` for every wake-up message, for as long as the clock runs."""
-    while True:
-        started = time.monotonic()
-        try:
-            await layer.receive(channel)
-        except Exception:
-            # A receive that waited a while failed on an idle connection's
-            # read timeout: it is simply renewed. One that failed at once
-            # means Redis is away: the clock keeps time on its own meanwhile.
-            if time.monotonic() - started < LAYER_RETRY_SECONDS:
-                logger.exception("clock wake-up channel failed")
-                await asyncio.sleep(LAYER_RETRY_SECONDS)
-            continue
-        woken.set()
+async def _sleep_or_wake(layer, channel: str, delay: float, stop: asyncio.Event) -> None:
+    """Sleep `delay` seconds or until woken, then take the wake-ups queued behind the first.
 
-
-async def _sleep_or_wake(woken: asyncio.Event, delay: float, stop: asyncio.Event) -> None:
-    waiters = {asyncio.ensure_future(woken.wait()), asyncio.ensure_future(stop.wait())}
+    The next round answers them all: a burst of wake-ups (every new
+    notification and every change of a lot's times wakes every clock) costs
+    one round, not one round each.
+    """
+    started = time.monotonic()
+    wake = asyncio.ensure_future(layer.receive(channel))
+    stopped = asyncio.ensure_future(stop.wait())
     try:
-        await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({wake, stopped}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        if wake not in done:
+            return
+        if wake.exception() is None:
+            await _take_queued_wake_ups(layer, channel)
+        elif time.monotonic() - started < LAYER_RETRY_SECONDS:
+            # The layer fails at once while Redis is away: sleep all the same
+            # rather than spin. (A read that failed after a while timed out on
+            # an idle connection: the next round listens again.)
+            logger.error("clock wake-up channel failed: %r", wake.exception())
+            await asyncio.wait({stopped}, timeout=max(delay - (time.monotonic() - started), 0))
     finally:
-        for waiter in waiters:
-            waiter.cancel()
+        for task in (wake, stopped):
+            task.cancel()
+
+
+async def _take_queued_wake_ups(layer, channel: str) -> None:
+    # Nothing more queued, or the layer failed: either way the round runs next.
+    with contextlib.suppress(Exception):
+        for _ in range(MAX_QUEUED_WAKE_UPS):
+            await asyncio.wait_for(layer.receive(channel), QUEUED_WAKE_UP_WAIT_SECONDS)

@@ -1,0 +1,108 @@
+"""Helpers for the clock tests: a clock run as a task, sockets, polling the database.
+
+Async tests reach the ORM through `database_sync_to_async` only: it hands the
+connection back after each call, where `sync_to_async` (and the async ORM)
+would keep one checked out of the PostgreSQL pool past the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.utils import timezone
+
+from auction_site.asgi import application
+from conftest import access_token_for
+from lots.clock import run_clock
+from lots.models import Lot
+
+ORIGIN = (b"origin", b"http://localhost")
+# Generous: a receive that times out kills the consumer.
+SOCKET_TIMEOUT = 5
+POLL_SECONDS = 0.02
+
+
+def in_seconds(seconds: float) -> datetime:
+    return timezone.now() + timedelta(seconds=seconds)
+
+
+@contextlib.asynccontextmanager
+async def running_clock():
+    """`run_clock` as a task of the test's loop; stopped (and its crash raised) on exit."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_clock(stop))
+    # Let it join the wake-up group and fall asleep.
+    await asyncio.sleep(0.2)
+    try:
+        yield task
+        assert not task.done(), f"the clock stopped by itself: {task}"
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def wait_until(check: Callable[[], object], *, timeout: float, what: str = "the condition") -> datetime:
+    """Poll a synchronous `check` (it may use the ORM) until it is true; the time it first was."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if await database_sync_to_async(check)():
+            return timezone.now()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def wait_for_status(lot_id: int, status: str, *, timeout: float) -> datetime:
+    """When the lot was first seen in `status`."""
+    return await wait_until(
+        lambda: Lot.objects.filter(pk=lot_id, status=status).exists(),
+        timeout=timeout,
+        what=f"lot {lot_id} becoming {status}",
+    )
+
+
+class Socket:
+    """A WebSocket opened through the real ASGI application; frames are decoded JSON."""
+
+    def __init__(self, communicator: WebsocketCommunicator) -> None:
+        self.communicator = communicator
+
+    @classmethod
+    async def open(cls, path: str, *, user=None) -> Socket:
+        if user is not None:
+            token = await database_sync_to_async(access_token_for)(user)
+            path = f"{path}?token={token}"
+        communicator = WebsocketCommunicator(application, path, headers=[ORIGIN])
+        accepted, _ = await communicator.connect(timeout=SOCKET_TIMEOUT)
+        assert accepted, f"{path} was refused"
+        return cls(communicator)
+
+    async def receive(self, timeout: float = SOCKET_TIMEOUT) -> dict:
+        output = await self.communicator.receive_output(timeout)
+        assert output["type"] == "websocket.send", f"expected a frame, got {output}"
+        return json.loads(output["text"])
+
+    async def wait_for(self, frame_type: str, timeout: float = SOCKET_TIMEOUT) -> dict:
+        """The next frame of `frame_type`, skipping others."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = await self.receive(max(deadline - time.monotonic(), 0.01))
+            if frame["type"] == frame_type:
+                return frame
+
+    async def frames(self, count: int, *, quiet: float = 0.3) -> list[dict]:
+        """The next `count` frames, then any more that arrive until none has for `quiet` seconds."""
+        frames = [await self.receive() for _ in range(count)]
+        while not await self.communicator.receive_nothing(timeout=quiet):
+            frames.append(await self.receive())
+        return frames
+
+    async def close(self) -> None:
+        await self.communicator.disconnect(timeout=SOCKET_TIMEOUT)

@@ -1,0 +1,326 @@
+"""Clocks as real processes (`manage.py run_clock`) against PostgreSQL and Redis.
+
+Several clocks race for the same due lots while bidders race the end; then
+the invariants are checked on what the database holds. The clocks reach the
+test database through DATABASE_URL, so the test commits (transaction=True).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count
+from django.utils import timezone
+
+from bids.events import lot_min_next_bid, wake_clocks
+from bids.exceptions import BidRejected
+from bids.models import Bid, LotEvent, Notification
+from bids.services import place_bid
+from lots.models import Lot, LotStatus
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+D = Decimal
+BASE_DIR = Path(settings.BASE_DIR)
+CLOCKS = 4
+LOTS = 500
+LOTS_BID_ON = 5
+ROUND_LOG = re.compile(r"clock: opened (\d+), closed (\d+)")
+
+
+def clock_database_url() -> str:
+    """The test database (not the one named in DATABASE_URL) as a URL for the clock processes."""
+    db = settings.DATABASES["default"]
+    credentials = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class ClockProcess:
+    """One `manage.py run_clock` (or another command running a clock), its output kept in a file."""
+
+    def __init__(self, number: int, command: tuple[str, ...] = ("run_clock",)) -> None:
+        self.number = number
+        self.log = tempfile.NamedTemporaryFile(prefix=f"clock{number}-", suffix=".log", delete=False)  # noqa: SIM115
+        env = {
+            **os.environ,
+            "DATABASE_URL": clock_database_url(),
+            "REDIS_URL": settings.REDIS_URL,
+            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+            "LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", *command],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+    def closed_count(self) -> int:
+        return sum(int(closed) for _, closed in ROUND_LOG.findall(self.output()))
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(5)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
+class Clocks:
+    def __init__(self) -> None:
+        self.started: list[ClockProcess] = []
+
+    def start(self, count: int, command: tuple[str, ...] = ("run_clock",)) -> list[ClockProcess]:
+        """Start `count` clocks and wait until each has joined the wake-up group."""
+        new = [ClockProcess(len(self.started) + i, command) for i in range(count)]
+        self.started += new
+        deadline = time.monotonic() + 20
+        for clock in new:
+            while "clock started" not in clock.output():
+                assert clock.process.poll() is None, f"clock {clock.number} died:\n{clock.output()}"
+                assert time.monotonic() < deadline, f"clock {clock.number} did not start:\n{clock.output()}"
+                time.sleep(0.05)
+        # From "started" to subscribed takes one group_add.
+        time.sleep(0.3)
+        return new
+
+    def report(self) -> str:
+        """Every clock's output, for failure messages."""
+        return "\n".join(
+            f"--- clock {c.number} (exit {c.process.poll()}) ---\n{c.output()[-3000:]}" for c in self.started
+        )
+
+    def stop_all(self) -> None:
+        for clock in self.started:
+            if clock.process.poll() is None:
+                clock.process.terminate()
+        for clock in self.started:
+            clock.stop()
+        for clock in self.started:
+            Path(clock.log.name).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def clock_processes():
+    """Clock processes that are always terminated, their output printed when the test fails."""
+    clocks = Clocks()
+    try:
+        yield clocks
+    except BaseException:
+        print(clocks.report())
+        raise
+    finally:
+        clocks.stop_all()
+
+
+def open_lots(seller, ends_at: list[datetime], **fields) -> list[Lot]:
+    now = timezone.now()
+    lots = Lot.objects.bulk_create(
+        Lot(
+            seller=seller,
+            title=f"Lot {i}",
+            currency="USD",
+            starting_price=D("10.00"),
+            status=LotStatus.OPEN,
+            starts_at=now,
+            ends_at=end,
+            hard_ends_at=end + timedelta(hours=1),
+            lot_number=i,
+            **fields,
+        )
+        for i, end in enumerate(ends_at)
+    )
+    # What create_lot does after its commit: tell the sleeping clocks.
+    wake_clocks()
+    return lots
+
+
+def bid_until_refused(lot_id: int, bidder, start_at: datetime) -> dict:
+    """From `start_at`, bid the minimum over and over until the lot refuses with lot_closed."""
+    accepted, refusal = 0, None
+    while timezone.now() < start_at:
+        time.sleep(0.005)
+    while refusal is None:
+        try:
+            lot = Lot.objects.get(pk=lot_id)
+            if lot.high_bidder_id == bidder.pk and timezone.now() < lot.ends_at:
+                time.sleep(0.02)
+                continue
+            place_bid(lot_id=lot_id, bidder=bidder, amount=str(lot_min_next_bid(lot)))
+            accepted += 1
+        except BidRejected as exc:
+            if exc.code in ("bid_too_low", "already_leading"):
+                continue
+            refusal = (exc.code, timezone.now())
+        finally:
+            # Give the connection back to the pool between attempts.
+            connection.close()
+    return {"accepted": accepted, "refusal": refusal}
+
+
+def ended_events_per_lot() -> Counter:
+    rows = LotEvent.objects.filter(type="AUCTION_ENDED").values_list("lot_id").annotate(n=Count("id"))
+    return Counter(dict(rows))
+
+
+def test_many_clock_processes_close_each_lot_exactly_once_on_time(seller, make_user):
+    bidders = [make_user(f"racer{i}") for i in range(2 * LOTS_BID_ON)]
+    with clock_processes() as clocks:
+        clocks.start(CLOCKS)
+        end = timezone.now() + timedelta(seconds=2)
+        lots = open_lots(seller, [end] * LOTS)
+        bid_on = lots[:: LOTS // LOTS_BID_ON][:LOTS_BID_ON]
+        # An opening bid on each, so that each has a winner whoever bids last.
+        for lot, first in zip(bid_on, bidders, strict=False):
+            place_bid(lot_id=lot.pk, bidder=first, amount="10.00")
+        pairs = [(lot.pk, bidders[2 * n + k]) for n, lot in enumerate(bid_on) for k in (0, 1)]
+        connection.close()
+        with ThreadPoolExecutor(max_workers=len(pairs)) as pool:
+            results = list(pool.map(lambda pair: bid_until_refused(*pair, end - timedelta(seconds=1)), pairs))
+
+        # Each clock logs its round when it ends (after its e-mails): wait for
+        # the counts to add up, then a little more for any clock that would
+        # close a lot twice.
+        deadline = time.monotonic() + 10
+        while sum(clock.closed_count() for clock in clocks.started) < LOTS and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        report = clocks.report()
+        closed_by_clock = [clock.closed_count() for clock in clocks.started]
+
+    assert not Lot.objects.exclude(status=LotStatus.CLOSED).exists(), report
+    # Exactly once: one AUCTION_ENDED per lot, and the clocks' own counts add up.
+    assert ended_events_per_lot() == Counter({lot.pk: 1 for lot in lots}), report
+    assert sum(closed_by_clock) == LOTS, f"{closed_by_clock}\n{report}"
+    assert sum(1 for n in closed_by_clock if n) >= 2, f"one clock did all the work: {closed_by_clock}"
+
+    # On time: within 2 s of the end, by the row and by the moment its AUCTION_ENDED was stored.
+    lateness = sorted(
+        (closed_at - end).total_seconds() for closed_at in Lot.objects.values_list("closed_at", flat=True)
+    )
+    stored = sorted(
+        (t - end).total_seconds()
+        for t in LotEvent.objects.filter(type="AUCTION_ENDED").values_list("created_at", flat=True)
+    )
+    spread = (
+        f"closed_at - end: first {lateness[0]:.3f} s, median {lateness[LOTS // 2]:.3f} s, last {lateness[-1]:.3f} s"
+    )
+    assert lateness[0] >= 0 and lateness[-1] < 2, spread
+    assert stored[-1] < 2, f"last AUCTION_ENDED stored {stored[-1]:.3f} s after the end ({spread})"
+
+    # Bidding went right up to the end, and nothing was accepted after it.
+    assert all(r["refusal"][0] == "lot_closed" for r in results), results
+    for lot in Lot.objects.filter(pk__in=[lot.pk for lot in bid_on]).select_related("winner"):
+        bids = list(Bid.objects.filter(lot=lot).order_by("id"))
+        last = bids[-1]
+        assert lot.ends_at == end  # No soft close: the end never moved.
+        assert last.created_at > end - timedelta(seconds=1), f"lot {lot.pk}: last bid {end - last.created_at} early"
+        late = [(b.id, b.created_at - lot.closed_at) for b in bids if b.created_at > lot.closed_at]
+        assert late == [], f"lot {lot.pk} accepted bids after it closed: {late}"
+        assert (lot.winner_id, lot.final_price) == (last.bidder_id, last.amount)
+    assert Notification.objects.filter(type="WON").count() == LOTS_BID_ON
+    assert Notification.objects.filter(type="LOT_UNSOLD").count() == LOTS - LOTS_BID_ON
+
+
+def test_a_killed_clock_is_replaced_and_every_lot_closes_once_with_its_winner(seller, bidder, other_bidder):
+    with clock_processes() as clocks:
+        (first_clock,) = clocks.start(1)
+        lots = open_lots(seller, [timezone.now() + timedelta(hours=1)] * 30)
+        expected = {}
+        for i, lot in enumerate(lots):
+            first, second = (bidder, other_bidder) if i % 2 else (other_bidder, bidder)
+            if i % 5 == 4:
+                Lot.objects.filter(pk=lot.pk).update(reserve_price=D("100.00"))
+            place_bid(lot_id=lot.pk, bidder=first, amount="10.00")
+            place_bid(lot_id=lot.pk, bidder=second, amount="11.00")
+            expected[lot.pk] = (None, None) if i % 5 == 4 else (second.pk, D("11.00"))
+        # Then they fall due one every 30 ms, from half a second on.
+        start = timezone.now() + timedelta(seconds=0.5)
+        ends = [start + timedelta(milliseconds=30 * i) for i in range(len(lots))]
+        for lot, end in zip(lots, ends, strict=True):
+            Lot.objects.filter(pk=lot.pk).update(ends_at=end)
+        wake_clocks()
+
+        deadline = time.monotonic() + 10
+        while Lot.objects.filter(status=LotStatus.CLOSED).count() < 5:
+            assert time.monotonic() < deadline, clocks.report()
+            time.sleep(0.005)
+        first_clock.kill()
+        # Without a clock the rest stay open past their ends (bids are refused all the same).
+        while timezone.now() < ends[-1] + timedelta(seconds=0.3):
+            time.sleep(0.05)
+        left_open = Lot.objects.filter(status=LotStatus.OPEN).count()
+        assert 0 < left_open < len(lots), left_open
+
+        restarted = time.monotonic()
+        (second_clock,) = clocks.start(1)
+        while Lot.objects.filter(status=LotStatus.OPEN).exists():
+            assert time.monotonic() < restarted + 15, clocks.report()
+            time.sleep(0.05)
+        # SIGTERM stops a clock cleanly.
+        second_clock.stop()
+        report = clocks.report()
+        assert (second_clock.process.returncode, "clock stopped" in second_clock.output()) == (0, True), report
+
+    assert ended_events_per_lot() == Counter({lot.pk: 1 for lot in lots}), report
+    outcome = {lot.pk: (lot.winner_id, lot.final_price) for lot in Lot.objects.filter(pk__in=expected)}
+    assert outcome == expected
+    won = Counter(Notification.objects.filter(type="WON").values_list("lot_id", flat=True))
+    assert won == Counter({pk: 1 for pk, (winner, _) in expected.items() if winner}), report
+    assert Notification.objects.filter(type="LOT_UNSOLD").count() == 6
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_server_runs_the_clock_in_its_own_process(make_lot, bidder):
+    port = free_port()
+    with clock_processes() as clocks:
+        clocks.start(1, ("serve", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"))
+        lot = make_lot(ends_at=timezone.now() + timedelta(seconds=1.5))
+        place_bid(lot_id=lot.pk, bidder=bidder, amount="10.00")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/lots/{lot.pk}/", timeout=5) as response:
+            served = json.load(response)
+        deadline = time.monotonic() + 5
+        while not Lot.objects.filter(pk=lot.pk, status=LotStatus.CLOSED).exists():
+            assert time.monotonic() < deadline, clocks.report()
+            time.sleep(0.02)
+        closed_seen = timezone.now()
+        report = clocks.report()
+
+    assert (served["status"], served["high_bidder"]) == ("open", "alice")
+    lot.refresh_from_db()
+    assert lot.ends_at <= lot.closed_at <= closed_seen < lot.ends_at + timedelta(seconds=1), report
+    assert (lot.winner_id, ended_events_per_lot()) == (bidder.pk, Counter({lot.pk: 1}))
