@@ -38,8 +38,12 @@ def _claim_pending(limit: int) -> list[Notification]:
 
 
 def _message(notification: Notification) -> EmailMultiAlternatives:
-    context = {"n": notification, "user": notification.user, "p": notification.payload,
-               "lot_url": f"{settings.FRONTEND_URL.rstrip('/')}/lots/{notification.payload.get('lot_id', '')}/"}
+    context = {
+        "n": notification,
+        "user": notification.user,
+        "p": notification.payload,
+        "lot_url": f"{settings.FRONTEND_URL.rstrip('/')}/lots/{notification.payload.get('lot_id', '')}/",
+    }
     subject = SUBJECTS[notification.type].format(title=notification.payload.get("title", "your lot"))
     message = EmailMultiAlternatives(
         subject=subject,
@@ -58,10 +62,7 @@ def send_pending_emails(*, limit: int = 200, until: float | None = None) -> int:
     """
     sent = 0
     while (until is None or time.monotonic() < until) and (batch := _claim_pending(limit)):
-        messages = [
-            _message(n) for n in batch
-            if n.user.email_notifications and n.user.email and n.type in SUBJECTS
-        ]
+        messages = [_message(n) for n in batch if n.user.email_notifications and n.user.email and n.type in SUBJECTS]
         if messages:
             sent += get_connection().send_messages(messages) or 0
         if len(batch) < limit:

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+from django.utils import timezone
 from django.db.models import F, Q
 
 from lots.models import MONEY, Lot
@@ -23,7 +24,8 @@ class Bid(models.Model):
     idempotency_key = models.CharField(max_length=100, null=True, blank=True)
     # What the client asked for, to tell a retry from a reuse of its key.
     request_hash = models.CharField(max_length=64, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The moment the bid was accepted: the same `now` its lot's end was checked against.
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
         ordering = ["-id"]

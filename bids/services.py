@@ -151,6 +151,8 @@ def _plan_challenge(*, lot: Lot, bidder, amount: Decimal, ceiling: Decimal, key,
 
 def _apply(*, lot: Lot, planned: list[PlannedBid], outbox: Outbox, now: datetime) -> None:
     """Insert the rows, move the lot's price and leader, record the events."""
+    for step in planned:
+        step.bid.created_at = now
     Bid.objects.bulk_create([p.bid for p in planned])
     public = [p for p in planned if not p.bid.raises_max_only]
     # Extend first so that every NEW_BID already shows the end it leads to;

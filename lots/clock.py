@@ -91,8 +91,13 @@ async def run_clock(stop: asyncio.Event) -> None:
         try:
             tick = await database_sync_to_async(run_due_work)()
             if tick.opened or tick.closed or tick.warned or tick.emailed:
-                logger.info("clock: opened %d, closed %d, warned %d, e-mailed %d",
-                            tick.opened, tick.closed, tick.warned, tick.emailed)
+                logger.info(
+                    "clock: opened %d, closed %d, warned %d, e-mailed %d",
+                    tick.opened,
+                    tick.closed,
+                    tick.warned,
+                    tick.emailed,
+                )
             delay = await database_sync_to_async(seconds_until_next_due)()
         except Exception:
             # The database is away: try again shortly, never die.

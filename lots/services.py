@@ -265,21 +265,26 @@ def _claim_next(due_field: str, **filters) -> Lot | None:
     return claimed[0] if claimed else None
 
 
+def _open_or_close_due(*, lot: Lot, now: datetime) -> None:
+    """Bring a locked lot whose time has come up to date: open it, or close it if its end passed too."""
+    if lot.status == LotStatus.SCHEDULED and lot.ends_at > now:
+        _open(lot=lot, now=now)
+        return
+    # Ended, or fell due to open and to close while no clock ran: it closes
+    # (unsold if it never opened), so nobody may bid on it after its end.
+    lot.status = LotStatus.OPEN
+    outbox = Outbox(lot)
+    finish_lot(lot=lot, outbox=outbox, now=now)
+    outbox.flush()
+
+
 @transaction.atomic
 def open_next_due_lot(*, now: datetime) -> Lot | None:
     """Open the next scheduled lot whose start has come; None when none is due."""
     lot = _claim_next("starts_at", status=LotStatus.SCHEDULED, starts_at__lte=now)
-    if lot is None:
-        return None
-    if lot.ends_at <= now:
-        # It fell due to open and to close while no clock ran: it opens and
-        # closes unsold, so nobody may bid on it after its end.
-        lot.status = LotStatus.OPEN
-        outbox = Outbox(lot)
-        finish_lot(lot=lot, outbox=outbox, now=now)
-        outbox.flush()
-        return lot
-    return _open(lot=lot, now=now)
+    if lot is not None:
+        _open_or_close_due(lot=lot, now=now)
+    return lot
 
 
 @transaction.atomic
@@ -344,13 +349,7 @@ def _settle(lot_id: int, now: datetime, status: str, due_field: str) -> bool:
     lot = lock_lot(lot_id)
     if lot.status != status or getattr(lot, due_field) > now:
         return False
-    if status == LotStatus.SCHEDULED and lot.ends_at > now:
-        _open(lot=lot, now=now)
-        return True
-    lot.status = LotStatus.OPEN
-    outbox = Outbox(lot)
-    finish_lot(lot=lot, outbox=outbox, now=now)
-    outbox.flush()
+    _open_or_close_due(lot=lot, now=now)
     return True
 
 
@@ -370,14 +369,18 @@ def stagger_auction_lots(
     lots = list(locked_lots().filter(auction=auction).exclude(status__in=ENDED).order_by("pk"))
     lots.sort(key=lambda lot: (lot.lot_number is None, lot.lot_number or 0, lot.pk))
     for position, lot in enumerate(lots):
-        lot.ends_at = first_ends_at + timezone.timedelta(seconds=interval_seconds * position)
-        lot.hard_ends_at = max(lot.hard_ends_at, lot.ends_at + settings.AUCTION_DEFAULT_MAX_EXTENSION)
+        # Each lot keeps the soft-close allowance it had past its end.
+        allowance = lot.hard_ends_at - lot.ends_at
+        new_end = first_ends_at + timezone.timedelta(seconds=interval_seconds * position)
+        if new_end > lot.ends_at:
+            lot.ending_soon_sent_at = None  # Its watchers are warned again before the new end.
+        lot.ends_at, lot.hard_ends_at = new_end, new_end + allowance
         if lot.ends_at <= lot.starts_at:
             raise InvalidInput("invalid_schedule", f"Lot {lot.pk} would end before it starts.")
         outbox = Outbox(lot, times_changed=True)
         if lot.status == LotStatus.OPEN:
             outbox.lot_event("LOT_UPDATED", lot=lot_public_times(lot))
-        lot.save(update_fields=["ends_at", "hard_ends_at", "seq", "updated_at"])
+        lot.save(update_fields=["ends_at", "hard_ends_at", "ending_soon_sent_at", "seq", "updated_at"])
         outbox.flush()
     auction.stagger_seconds = interval_seconds
     auction.save(update_fields=["stagger_seconds"])

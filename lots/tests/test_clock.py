@@ -385,12 +385,6 @@ def test_a_bid_after_the_end_is_refused_with_the_clock_down(make_lot, bidder, ot
     assert list(Bid.objects.filter(lot=lot).values_list("bidder__username", flat=True)) == ["alice"]
 
 
-@pytest.mark.xfail(
-    reason="bids/services.py stamps Bid.created_at (auto_now_add) at insert, not with the `now` it checked ends_at "
-    "against: under load a bid accepted just before the end is stored as made after it (seen in "
-    "test_clock_processes)",
-    strict=False,
-)
 @pytest.mark.django_db
 def test_a_bid_is_stamped_with_the_moment_it_was_accepted(make_lot, bidder):
     lot = make_lot()

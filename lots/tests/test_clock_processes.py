@@ -246,6 +246,8 @@ def test_many_clock_processes_close_each_lot_exactly_once_on_time(seller, make_u
         assert last.created_at > end - timedelta(seconds=1), f"lot {lot.pk}: last bid {end - last.created_at} early"
         late = [(b.id, b.created_at - lot.closed_at) for b in bids if b.created_at > lot.closed_at]
         assert late == [], f"lot {lot.pk} accepted bids after it closed: {late}"
+        after_end = [(b.id, b.created_at - end) for b in bids if b.created_at >= end]
+        assert after_end == [], f"lot {lot.pk} accepted bids at or after its end: {after_end}"
         assert (lot.winner_id, lot.final_price) == (last.bidder_id, last.amount)
     assert Notification.objects.filter(type="WON").count() == LOTS_BID_ON
     assert Notification.objects.filter(type="LOT_UNSOLD").count() == LOTS - LOTS_BID_ON

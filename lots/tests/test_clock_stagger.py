@@ -63,6 +63,32 @@ def test_lots_end_one_after_another_in_catalogue_order(catalogue, sale, staff_us
     assert sale.stagger_seconds == INTERVAL
 
 
+def test_each_lot_keeps_its_soft_close_allowance(make_lot, sale, staff_user):
+    end = in_seconds(7200)
+    no_extension = make_lot(auction=sale, lot_number=1, ends_at=end, hard_ends_at=end)
+    ten_minutes = make_lot(auction=sale, lot_number=2, ends_at=end, hard_ends_at=end + timedelta(minutes=10))
+    first_end = timezone.now() + timedelta(hours=3)
+
+    stagger_auction_lots(auction=sale, actor=staff_user, first_ends_at=first_end, interval_seconds=INTERVAL)
+
+    no_extension.refresh_from_db()
+    ten_minutes.refresh_from_db()
+    assert no_extension.hard_ends_at == no_extension.ends_at == first_end
+    assert ten_minutes.hard_ends_at - ten_minutes.ends_at == timedelta(minutes=10)
+
+
+def test_a_lot_whose_end_moves_later_warns_its_watchers_again(make_lot, sale, staff_user, settings):
+    lot = make_lot(auction=sale, ends_at=in_seconds(60))
+    settings.AUCTION_ENDING_SOON_SECONDS = 120
+    assert run_due_work().warned == 1
+
+    stagger_auction_lots(
+        auction=sale, actor=staff_user, first_ends_at=timezone.now() + timedelta(hours=1), interval_seconds=0
+    )
+
+    assert Lot.objects.get(pk=lot.pk).ending_soon_sent_at is None
+
+
 def test_open_lots_announce_their_new_end(catalogue, sale, staff_user):
     first_end = timezone.now() + timedelta(hours=1)
 

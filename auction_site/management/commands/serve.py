@@ -32,10 +32,13 @@ class Command(BaseCommand):
         with_clock = settings.AUCTION_CLOCK_IN_PROCESS and not no_clock
         stop = asyncio.Event()
 
+        clock_tasks: list[asyncio.Task] = []
+
         def start_clock() -> None:
             # Daphne's asyncio loop is installed but not yet running: the task
-            # starts with the server and shares its loop and channel layer.
-            asyncio.get_event_loop().create_task(run_clock(stop))
+            # starts with the server and shares its loop and channel layer. The
+            # list holds it: the loop keeps only a weak reference to tasks.
+            clock_tasks.append(asyncio.get_event_loop().create_task(run_clock(stop)))
 
         logger.info(
             "serving on http://%s:%s/ (clock %s)",
