@@ -22,6 +22,7 @@ from bids.exceptions import BidRejected
 from bids.models import Bid, LotEvent
 from bids.rules import increment_for
 from bids.services import place_bid
+from bids.tests.utils import run_threads
 from lots.exceptions import LotActionRefused
 from lots.models import Lot, LotStatus
 from lots.services import close_lot
@@ -37,24 +38,6 @@ RETRYABLE = ("bid_too_low", "already_leading")
 AT_ONCE = 8
 # A stuck race fails instead of hanging.
 GIVE_UP_AFTER = 120
-
-
-def run_threads(target, args_list) -> list:
-    """Start every thread at once; the results (or exceptions) in order."""
-    barrier = threading.Barrier(len(args_list))
-
-    def run(args):
-        try:
-            barrier.wait()
-            return target(*args)
-        except Exception as exc:
-            return exc
-        finally:
-            connection.close()
-
-    connection.close()
-    with ThreadPoolExecutor(max_workers=len(args_list)) as pool:
-        return list(pool.map(run, args_list))
 
 
 def bid_at_the_minimum(lot_id: int, user, count: int, at_once: threading.Semaphore) -> dict:

@@ -3,9 +3,11 @@
 import asyncio
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 from channels.layers import get_channel_layer
+from django.db import connection
 
 from bids.events import lot_group, user_group
 from bids.models import Bid, LotEvent
@@ -97,3 +99,21 @@ async def _receive_all(layer, channel: str, timeout: float = 0.1) -> list[dict]:
             messages.append(await asyncio.wait_for(layer.receive(channel), timeout))
         except TimeoutError:
             return messages
+
+
+def run_threads(target, args_list) -> list:
+    """Start every thread at once; the results (or exceptions) in order."""
+    barrier = threading.Barrier(len(args_list))
+
+    def run(args):
+        try:
+            barrier.wait()
+            return target(*args)
+        except Exception as exc:
+            return exc
+        finally:
+            connection.close()
+
+    connection.close()
+    with ThreadPoolExecutor(max_workers=len(args_list)) as pool:
+        return list(pool.map(run, args_list))

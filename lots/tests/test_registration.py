@@ -1,18 +1,16 @@
 """Registration to bid in a sale: paddles, staff decisions, and the bidding rule they gate."""
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 
 from auction_site.exceptions import NotFound
 from bids.exceptions import BidRejected
 from bids.models import Bid
 from bids.services import buy_now
-from bids.tests.utils import bid
+from bids.tests.utils import bid, run_threads
 from bids.tests.ws import Sockets
 from lots.exceptions import LotActionRefused, NotLotManager
 from lots.models import Auction, Lot, LotStatus, Registration, RegistrationStatus
@@ -693,24 +691,6 @@ async def test_ws_revoked_bidder_keeps_earlier_bids_and_is_refused_new_ones(
 # --- Concurrency (PostgreSQL) ----------------------------------------------------------------
 
 THREADS = 30
-
-
-def run_threads(target, args_list) -> list:
-    """Start every thread at once; the results (or exceptions) in order."""
-    barrier = threading.Barrier(len(args_list))
-
-    def run(args):
-        try:
-            barrier.wait()
-            return target(*args)
-        except Exception as exc:
-            return exc
-        finally:
-            connection.close()
-
-    connection.close()
-    with ThreadPoolExecutor(max_workers=len(args_list)) as pool:
-        return list(pool.map(run, args_list))
 
 
 @pytest.mark.services
