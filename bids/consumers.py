@@ -15,6 +15,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -133,10 +134,24 @@ def _chat_history(lot_id: int, limit: int) -> list[dict]:
     return ChatMessageSerializer(bid_selectors.list_chat_messages(lot_id=lot_id)[:limit], many=True).data
 
 
+# Group messages whose handlers only forward a frame: they touch no database.
+FORWARDING_MESSAGES = frozenset({"lot.event", "lot.presence", "lot.chat", "user.event"})
+
+
 class JsonFrameConsumer(AsyncWebsocketConsumer):
     """Text frames of JSON objects with a `type`; everything else gets an ERROR."""
 
     handlers: dict[str, str] = {}
+
+    async def dispatch(self, message) -> None:
+        # Channels hops to the database thread to close stale connections
+        # before every handler; every ORM call here already does that on its
+        # own (database_sync_to_async), so a broadcast to N watchers skips N
+        # hops onto the thread that bids need.
+        if message["type"] in FORWARDING_MESSAGES:
+            await getattr(self, get_handler_name(message))(message)
+            return
+        await super().dispatch(message)
 
     async def websocket_connect(self, message) -> None:
         self.expiry_task: asyncio.Task | None = None
