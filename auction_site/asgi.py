@@ -22,11 +22,9 @@ def allowed_websocket_origins() -> list[str]:
     return [*hosts, *settings.WEBSOCKET_ALLOWED_ORIGINS]
 
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": OriginValidator(
-            JWTAuthMiddlewareStack(URLRouter(websocket_urlpatterns)), allowed_websocket_origins()
-        ),
-    }
-)
+def websocket_application():
+    """The WebSocket stack: origin check, then credentials, then the rooms."""
+    return OriginValidator(JWTAuthMiddlewareStack(URLRouter(websocket_urlpatterns)), allowed_websocket_origins())
+
+
+application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application()})

@@ -13,15 +13,17 @@ import json
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from decimal import Decimal as D
 
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
 from auction_site.asgi import application
+from bids.events import wake_clocks
 from conftest import access_token_for
 from lots.clock import run_clock
-from lots.models import Lot
+from lots.models import Lot, LotStatus
 
 ORIGIN = (b"origin", b"http://localhost")
 # Generous: a receive that times out kills the consumer.
@@ -106,3 +108,25 @@ class Socket:
 
     async def close(self) -> None:
         await self.communicator.disconnect(timeout=SOCKET_TIMEOUT)
+
+
+def open_lots(seller, ends_at: list[datetime], **fields) -> list[Lot]:
+    now = timezone.now()
+    lots = Lot.objects.bulk_create(
+        Lot(
+            seller=seller,
+            title=f"Lot {i}",
+            currency="USD",
+            starting_price=D("10.00"),
+            status=LotStatus.OPEN,
+            starts_at=now,
+            ends_at=end,
+            hard_ends_at=end + timedelta(hours=1),
+            lot_number=i,
+            **fields,
+        )
+        for i, end in enumerate(ends_at)
+    )
+    # What create_lot does after its commit: tell the sleeping clocks.
+    wake_clocks()
+    return lots

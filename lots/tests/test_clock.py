@@ -7,9 +7,7 @@ and the lot's room the way a client would.
 
 import asyncio
 import logging
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 from unittest import mock
@@ -17,19 +15,18 @@ from unittest import mock
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
 from bids.events import CLOCK_GROUP
 from bids.exceptions import BidRejected
 from bids.models import Bid, LotEvent, Notification
-from bids.tests.utils import bid
+from bids.tests.utils import bid, run_threads
 from lots import clock, services
 from lots.clock import run_due_work, seconds_until_next_due
 from lots.models import Lot, LotStatus
 from lots.services import create_lot, finish_lot, settle_lot_if_due, update_lot, watch_lot
-from lots.tests.clock_helpers import Socket, in_seconds, running_clock, wait_for_status
+from lots.tests.clock_helpers import Socket, in_seconds, open_lots, running_clock, wait_for_status
 
 D = Decimal
 ON_TIME = timedelta(seconds=1)
@@ -438,34 +435,12 @@ def test_settling_before_the_end_changes_nothing(make_lot):
 @pytest.mark.django_db(transaction=True)
 def test_clock_rounds_in_many_threads_close_each_lot_once(seller, bidder):
     now = timezone.now()
-    lots = Lot.objects.bulk_create(
-        Lot(
-            seller=seller,
-            title=f"Lot {i}",
-            currency="USD",
-            starting_price=D("10.00"),
-            status=LotStatus.OPEN,
-            starts_at=now - timedelta(hours=1),
-            ends_at=now + timedelta(hours=1),
-            hard_ends_at=now + timedelta(hours=2),
-        )
-        for i in range(200)
-    )
+    lots = open_lots(seller, [now + timedelta(hours=1)] * 200)
     for lot in lots[::10]:
         bid(lot, bidder, "10.00")
-    Lot.objects.update(ends_at=now - timedelta(seconds=1))
-    barrier = threading.Barrier(8)
+    Lot.objects.update(starts_at=now - timedelta(hours=1), ends_at=now - timedelta(seconds=1))
 
-    def one_clock(_):
-        try:
-            barrier.wait()
-            return run_due_work().closed
-        finally:
-            connection.close()
-
-    connection.close()
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        closed = list(pool.map(one_clock, range(8)))
+    closed = run_threads(lambda: run_due_work().closed, [()] * 8)
 
     assert sum(closed) == 200
     assert sum(1 for count in closed if count) > 1, f"one thread did all the work: {closed}"

@@ -35,6 +35,7 @@ from bids.exceptions import BidRejected
 from bids.models import Bid, LotEvent, Notification
 from bids.services import place_bid
 from lots.models import Lot, LotStatus
+from lots.tests.clock_helpers import open_lots
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -140,28 +141,6 @@ def clock_processes():
         raise
     finally:
         clocks.stop_all()
-
-
-def open_lots(seller, ends_at: list[datetime], **fields) -> list[Lot]:
-    now = timezone.now()
-    lots = Lot.objects.bulk_create(
-        Lot(
-            seller=seller,
-            title=f"Lot {i}",
-            currency="USD",
-            starting_price=D("10.00"),
-            status=LotStatus.OPEN,
-            starts_at=now,
-            ends_at=end,
-            hard_ends_at=end + timedelta(hours=1),
-            lot_number=i,
-            **fields,
-        )
-        for i, end in enumerate(ends_at)
-    )
-    # What create_lot does after its commit: tell the sleeping clocks.
-    wake_clocks()
-    return lots
 
 
 def bid_until_refused(lot_id: int, bidder, start_at: datetime) -> dict:
