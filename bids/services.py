@@ -19,10 +19,10 @@ from django.utils import timezone
 
 from auction_site.exceptions import InvalidInput, NotFound, RateLimited
 from auction_site.metrics import count_bids
-from bids.events import Outbox, bid_payload, broadcast_chat, chat_payload, dumps, lot_price_state
+from bids.events import Outbox, bid_payload, broadcast_chat, chat_payload, dumps, lot_min_next_bid, lot_price_state
 from bids.exceptions import BidRejected, InvalidBid
 from bids.models import Bid, ChatMessage
-from bids.rules import currency_places, increment_for, min_next_bid, parse_money
+from bids.rules import currency_places, increment_for, parse_money
 from lots.models import Lot, LotStatus, Registration, RegistrationStatus
 from lots.services import ensure_can_manage, finish_lot, lock_lot
 
@@ -262,9 +262,7 @@ def place_bid(
     if previous_leader is not None and previous_leader.pk == bidder.pk:
         planned = [_plan_raise(lot=lot, bidder=bidder, ceiling=ceiling, key=idempotency_key, request_hash=request_hash)]
     else:
-        floor = min_next_bid(
-            starting_price=lot.starting_price, current_price=lot.current_price, fixed_increment=lot.bid_increment
-        )
+        floor = lot_min_next_bid(lot)
         if parsed_amount < floor:
             raise BidRejected("bid_too_low", f"The minimum bid is {floor}.", min_next_bid=str(floor))
         planned = _plan_challenge(
