@@ -21,7 +21,7 @@ BENCH_REDIS_URL ?= redis://127.0.0.1:6379/13
 ARGS ?=
 BENCH_ARGS ?= $(ARGS)
 
-.PHONY: install run serve-prod test test-embedded test-services lint format clean bench
+.PHONY: install run serve-prod test test-embedded test-services reliability lint format clean bench
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ test-services: install
 $(BIN)/.bench-installed: bench/requirements.txt $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	touch $@
+
+# The reliability tests (marker `reliability`) at full size on PostgreSQL + Redis; see docs/reliability.md.
+reliability: install
+	RELIABILITY_FULL=1 DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+		$(BIN)/python -m pytest -m reliability $(PYTEST_ARGS)
 
 bench: install $(BIN)/.bench-installed
 	$(BIN)/python -m bench --database-url $(BENCH_DATABASE_URL) --redis-url $(BENCH_REDIS_URL) $(BENCH_ARGS)
