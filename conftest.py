@@ -77,6 +77,15 @@ def _clear_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _abuse_limits_off(settings):
+    # Races, storms and property tests send many bids as one user in one test;
+    # the tests of the limits themselves (auction_site/tests/test_abuse_limits.py)
+    # turn them back on.
+    settings.BIDS_PER_MINUTE = 0
+    settings.WS_CONNECTIONS_PER_IP = 0
+
+
 @pytest.fixture
 def make_user(django_user_model):
     counter = iter(range(1, 10_000))

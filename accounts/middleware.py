@@ -61,14 +61,17 @@ async def _authenticate(scope) -> tuple[object, datetime | None]:
     return AnonymousUser(), None
 
 
-async def _refuse(receive, send) -> None:
-    # Accept, then close: a close before accept reaches browsers as a bare
-    # HTTP 403 and the client could not tell bad credentials apart.
+async def accept_and_close(receive, send, code: int) -> None:
+    """Refuse a socket with `code`.
+
+    Accept, then close: a close before accept reaches browsers as a bare
+    HTTP 403 and the client could not tell why it was refused.
+    """
     message = await receive()
     if message["type"] != "websocket.connect":
         return
     await send({"type": "websocket.accept"})
-    await send({"type": "websocket.close", "code": CLOSE_UNAUTHORIZED})
+    await send({"type": "websocket.close", "code": code})
 
 
 class JWTAuthMiddleware(BaseMiddleware):
@@ -78,7 +81,7 @@ class JWTAuthMiddleware(BaseMiddleware):
         try:
             user, expires_at = await _authenticate(scope)
         except CredentialsRefused:
-            return await _refuse(receive, send)
+            return await accept_and_close(receive, send, CLOSE_UNAUTHORIZED)
         scope = dict(scope, user=user, auth_expires_at=expires_at)
         return await super().__call__(scope, receive, send)
 

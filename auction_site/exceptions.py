@@ -10,7 +10,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import InterfaceError, OperationalError
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
@@ -76,7 +77,9 @@ def _first_message(detail: Any) -> str:
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DomainError):
-        return Response(exc.as_dict(), status=exc.status_code)
+        retry_after = exc.extra.get("retry_after")
+        headers = None if retry_after is None else {"Retry-After": str(retry_after)}
+        return Response(exc.as_dict(), status=exc.status_code, headers=headers)
     if isinstance(exc, (OperationalError, InterfaceError)):
         # The database is unreachable or restarting: tell the client to retry
         # rather than answering 500.
@@ -117,3 +120,27 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     else:
         response.data = {"code": _first_code(exc.get_codes()), "detail": str(exc.detail)}
     return response
+
+
+# --- Errors Django answers before (or instead of) a DRF view -----------------
+# A URL no route matches (`/api/lots/abc/`), a request Django itself refuses,
+# an uncaught exception: under /api/ the answer keeps the API's error format;
+# the pages keep Django's HTML. (With DEBUG on, Django shows its debug pages.)
+
+
+def _api_error(request: HttpRequest, status_code: int, code: str, detail: str) -> HttpResponse | None:
+    if request.path.startswith("/api/"):
+        return JsonResponse({"code": code, "detail": detail}, status=status_code)
+    return None
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return _api_error(request, 400, "bad_request", "Malformed request.") or defaults.bad_request(request, exception)
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return _api_error(request, 404, "not_found", "No such endpoint.") or defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return _api_error(request, 500, "server_error", "Internal error.") or defaults.server_error(request)

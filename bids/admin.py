@@ -30,8 +30,9 @@ class BidAdmin(ReadOnlyAdmin):
         "raises_max_only",
         "is_buy_now",
         "created_at",
+        "void_reason",
     )
-    list_filter = ("is_proxy", "is_buy_now")
+    list_filter = ("is_proxy", "is_buy_now", "void_reason")
     search_fields = ("lot__title", "bidder__username")
     list_select_related = ("lot", "bidder")
 

@@ -210,6 +210,13 @@ def broadcast_many(
         logger.exception("broadcast failed for lots %s", [send[0] for send in sends])
 
 
+def notify_user(user_id: int, event_type: str, **payload: Any) -> None:
+    """A private event outside any lot: stored now, pushed after commit; the woken clock e-mails it."""
+    notification = Notification.objects.create(user_id=user_id, type=event_type, payload=payload)
+    text = notification_text(notification)
+    transaction.on_commit(lambda: broadcast(None, None, [], [(user_id, text)], wake_clock=True))
+
+
 def wake_clocks() -> None:
     """After commit: tell every clock that lot times changed."""
     broadcast(None, None, [], [], wake_clock=True)

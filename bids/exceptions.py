@@ -1,4 +1,4 @@
-from auction_site.exceptions import DomainError, InvalidInput
+from auction_site.exceptions import DomainError, InvalidInput, RateLimited
 
 
 class BidRejected(DomainError):
@@ -7,3 +7,7 @@ class BidRejected(DomainError):
 
 class InvalidBid(BidRejected, InvalidInput):
     """A malformed bid (bad amount); 400 over REST."""
+
+
+class BidsRateLimited(BidRejected, RateLimited):
+    """Too many bids from one user (`BIDS_PER_MINUTE`); 429 with Retry-After, BID_REJECTED on a socket."""

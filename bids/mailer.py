@@ -21,6 +21,8 @@ SUBJECTS = {
     "LOT_UNSOLD": "Not sold: {title}",
     "ENDING_SOON": "Ending soon: {title}",
     "LOT_CANCELLED": "Cancelled: {title}",
+    "BIDS_VOIDED": "Your bids on {title} were voided",
+    "REGISTRATION_DECIDED": "Your registration for {title}",
 }
 
 
@@ -38,11 +40,15 @@ def _claim_pending(limit: int) -> list[Notification]:
 
 
 def _message(notification: Notification) -> EmailMultiAlternatives:
+    payload = notification.payload
+    site = settings.FRONTEND_URL.rstrip("/")
     context = {
         "n": notification,
         "user": notification.user,
-        "p": notification.payload,
-        "lot_url": f"{settings.FRONTEND_URL.rstrip('/')}/lots/{notification.payload.get('lot_id', '')}/",
+        "p": payload,
+        "lot_url": f"{site}/lots/{payload['lot_id']}/"
+        if "lot_id" in payload
+        else f"{site}/auctions/{payload['auction']}/",
     }
     subject = SUBJECTS[notification.type].format(title=notification.payload.get("title", "your lot"))
     message = EmailMultiAlternatives(

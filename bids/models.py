@@ -7,8 +7,18 @@ from django.utils import timezone
 from lots.models import MONEY, Lot
 
 
+class VoidReason(models.TextChoices):
+    VOIDED = "voided", "voided by staff"
+    SUPERSEDED = "superseded", "recomputed after a void"
+
+
 class Bid(models.Model):
-    """An accepted bid. Append-only: never updated or deleted."""
+    """An accepted bid. Never deleted; only staff voiding a bidder marks rows void.
+
+    Voiding a bidder's bids replays the lot's other submissions: rows from the
+    first voided bid on are marked void (`voided` for the bidder's own,
+    `superseded` for the others) and replaced by the rows the replay makes.
+    """
 
     lot = models.ForeignKey(Lot, on_delete=models.PROTECT, related_name="bids")
     bidder = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="bids")
@@ -16,6 +26,8 @@ class Bid(models.Model):
     amount = models.DecimalField(**MONEY)
     # The bidder's hidden ceiling for proxy bidding; never shown to others.
     max_amount = models.DecimalField(**MONEY, null=True, blank=True)
+    # What the bidder sent, kept so a void can replay the submission; None on proxy rows.
+    submitted_amount = models.DecimalField(**MONEY, null=True, blank=True)
     # Placed by the system for a proxy bidder answering a challenger.
     is_proxy = models.BooleanField(default=False)
     # The leader raised their hidden maximum: no public change, not in the history.
@@ -26,6 +38,11 @@ class Bid(models.Model):
     request_hash = models.CharField(max_length=64, blank=True)
     # The moment the bid was accepted: the same `now` its lot's end was checked against.
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    void_reason = models.CharField(max_length=16, choices=VoidReason.choices, blank=True, default="")
+    voided_at = models.DateTimeField(null=True, blank=True)
+    voided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     class Meta:
         ordering = ["-id"]
@@ -42,6 +59,13 @@ class Bid(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(is_proxy=False) | Q(idempotency_key__isnull=True), name="bid_proxy_has_no_key"
+            ),
+            models.CheckConstraint(
+                condition=Q(is_proxy=True) | Q(submitted_amount__isnull=False), name="bid_own_has_submitted_amount"
+            ),
+            models.CheckConstraint(
+                condition=Q(void_reason="", voided_at__isnull=True) | (~Q(void_reason="") & Q(voided_at__isnull=False)),
+                name="bid_void_has_reason_and_time",
             ),
         ]
 

@@ -6,8 +6,12 @@ from bids.models import Bid, ChatMessage, LotEvent, Notification
 
 
 def list_public_bids(*, lot_id: int) -> QuerySet[Bid]:
-    """A lot's bids as the public sees them: newest first, no private max raises."""
-    return Bid.objects.filter(lot_id=lot_id, raises_max_only=False).select_related("bidder").order_by("-id")
+    """A lot's standing bids as the public sees them: newest first, no private max raises, nothing voided."""
+    return (
+        Bid.objects.filter(lot_id=lot_id, raises_max_only=False, void_reason="")
+        .select_related("bidder")
+        .order_by("-id")
+    )
 
 
 def list_user_bids(*, user) -> QuerySet[Bid]:

@@ -43,6 +43,7 @@ class MyBidSerializer(serializers.ModelSerializer):
             "is_buy_now",
             "raises_max_only",
             "created_at",
+            "void_reason",
         ]
         read_only_fields = fields
 

@@ -13,16 +13,18 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from auction_site.exceptions import InvalidInput, NotFound, RateLimited
 from auction_site.metrics import count_bids
+from auction_site.ratelimit import take_allowance
 from bids.events import Outbox, bid_payload, broadcast_chat, chat_payload, dumps, lot_min_next_bid, lot_price_state
-from bids.exceptions import BidRejected, InvalidBid
-from bids.models import Bid, ChatMessage
+from bids.exceptions import BidRejected, BidsRateLimited, InvalidBid
+from bids.models import Bid, ChatMessage, VoidReason
 from bids.rules import currency_places, increment_for, parse_money
+from lots.exceptions import LotActionRefused, NotLotManager
 from lots.models import Lot, LotStatus, Registration, RegistrationStatus
 from lots.services import ensure_can_manage, finish_lot, lock_lot
 
@@ -114,6 +116,7 @@ def _plan_challenge(*, lot: Lot, bidder, amount: Decimal, ceiling: Decimal, key,
             lot=lot,
             bidder=who,
             amount=price,
+            submitted_amount=amount if own else None,
             max_amount=max_amount,
             is_proxy=is_proxy,
             idempotency_key=key if own else None,
@@ -149,6 +152,23 @@ def _plan_challenge(*, lot: Lot, bidder, amount: Decimal, ceiling: Decimal, key,
     return planned
 
 
+def _take_step(lot: Lot, step: PlannedBid) -> None:
+    """Move the lot's price and leader to where a public bid row puts them."""
+    lot.current_price = step.bid.amount
+    lot.high_bidder = step.leader
+    lot.bid_count += 1
+
+
+def _plan_bid(*, lot: Lot, bidder, amount: Decimal, ceiling: Decimal, key, request_hash) -> list[PlannedBid]:
+    """The rows a bid makes against the lot's current price. Raises `bid_too_low`, `already_leading`."""
+    if lot.high_bidder is not None and lot.high_bidder.pk == bidder.pk:
+        return [_plan_raise(lot=lot, bidder=bidder, amount=amount, ceiling=ceiling, key=key, request_hash=request_hash)]
+    floor = lot_min_next_bid(lot)
+    if amount < floor:
+        raise BidRejected("bid_too_low", f"The minimum bid is {floor}.", min_next_bid=str(floor))
+    return _plan_challenge(lot=lot, bidder=bidder, amount=amount, ceiling=ceiling, key=key, request_hash=request_hash)
+
+
 def _apply(*, lot: Lot, planned: list[PlannedBid], outbox: Outbox, now: datetime) -> None:
     """Insert the rows, move the lot's price and leader, record the events."""
     for step in planned:
@@ -161,9 +181,7 @@ def _apply(*, lot: Lot, planned: list[PlannedBid], outbox: Outbox, now: datetime
     if new_end is not None:
         lot.ends_at = new_end
     for step in public:
-        lot.current_price = step.bid.amount
-        lot.high_bidder = step.leader
-        lot.bid_count += 1
+        _take_step(lot, step)
         outbox.lot_event(
             "NEW_BID",
             bid=bid_payload(step.bid, bidder_username=step.bid.bidder.username),
@@ -201,7 +219,7 @@ def _check_currency_places(lot: Lot, *amounts: Decimal | None) -> None:
             raise InvalidBid("invalid_amount", f"{lot.currency} amounts take {places} decimal places.")
 
 
-def _plan_raise(*, lot: Lot, bidder, ceiling: Decimal, key, request_hash) -> PlannedBid:
+def _plan_raise(*, lot: Lot, bidder, amount: Decimal, ceiling: Decimal, key, request_hash) -> PlannedBid:
     """The leader raises their hidden maximum; the price moves only to meet the reserve."""
     if ceiling <= lot.high_max_amount:
         raise BidRejected(
@@ -212,6 +230,7 @@ def _plan_raise(*, lot: Lot, bidder, ceiling: Decimal, key, request_hash) -> Pla
         lot=lot,
         bidder=bidder,
         amount=price,
+        submitted_amount=amount,
         max_amount=ceiling,
         idempotency_key=key,
         request_hash=request_hash,
@@ -229,6 +248,17 @@ def _outbid_notice(lot: Lot) -> dict:
     }
 
 
+def _take_bid_allowance(bidder) -> None:
+    """Raises `rate_limited` past `BIDS_PER_MINUTE` bids and buy-nows by one user, counted across processes.
+
+    Taken before the lot's lock, so a throttled request never waits for or
+    holds it; retries of an idempotency key count too (each would take the lock).
+    """
+    wait = take_allowance(f"bids:{bidder.pk}", limit=settings.BIDS_PER_MINUTE, window=60)
+    if wait:
+        raise BidsRateLimited("rate_limited", f"Too many bids; retry in {wait} s.", retry_after=wait)
+
+
 @count_bids("bid")
 @transaction.atomic
 def place_bid(
@@ -242,12 +272,13 @@ def place_bid(
 ) -> BidOutcome:
     """Place a bid, with an optional hidden maximum. Locks the lot row.
 
-    Raises `invalid_amount`, `lot_not_found`, `lot_not_open`, `lot_closed`,
-    `own_lot`, `staff_cannot_bid`, `bid_too_low`, `already_leading`,
+    Raises `invalid_amount`, `rate_limited`, `lot_not_found`, `lot_not_open`,
+    `lot_closed`, `own_lot`, `staff_cannot_bid`, `bid_too_low`, `already_leading`,
     `idempotency_conflict`.
     """
     parsed_amount, parsed_max = _parse_amounts(amount, max_amount)
     request_hash = _request_hash("bid", lot_id, parsed_amount, parsed_max)
+    _take_bid_allowance(bidder)
     lot = lock_lot(lot_id)
     now = now or timezone.now()
     if idempotency_key:
@@ -258,21 +289,9 @@ def place_bid(
     _check_currency_places(lot, parsed_amount, parsed_max)
     ceiling = parsed_max or parsed_amount
     previous_leader = lot.high_bidder
-
-    if previous_leader is not None and previous_leader.pk == bidder.pk:
-        planned = [_plan_raise(lot=lot, bidder=bidder, ceiling=ceiling, key=idempotency_key, request_hash=request_hash)]
-    else:
-        floor = lot_min_next_bid(lot)
-        if parsed_amount < floor:
-            raise BidRejected("bid_too_low", f"The minimum bid is {floor}.", min_next_bid=str(floor))
-        planned = _plan_challenge(
-            lot=lot,
-            bidder=bidder,
-            amount=parsed_amount,
-            ceiling=ceiling,
-            key=idempotency_key,
-            request_hash=request_hash,
-        )
+    planned = _plan_bid(
+        lot=lot, bidder=bidder, amount=parsed_amount, ceiling=ceiling, key=idempotency_key, request_hash=request_hash
+    )
     leading = planned[-1].leader is bidder
     if leading:
         lot.high_max_amount = ceiling
@@ -300,10 +319,11 @@ def place_bid(
 def buy_now(*, lot_id: int, buyer, idempotency_key: str | None = None, now: datetime | None = None) -> BidOutcome:
     """Buy the lot at its buy-now price and close it at once. Locks the lot row.
 
-    Raises `lot_not_found`, `lot_not_open`, `lot_closed`, `own_lot`,
+    Raises `rate_limited`, `lot_not_found`, `lot_not_open`, `lot_closed`, `own_lot`,
     `staff_cannot_bid`, `buy_now_unavailable`, `idempotency_conflict`.
     """
     request_hash = _request_hash("buy_now", lot_id)
+    _take_bid_allowance(buyer)
     lot = lock_lot(lot_id)
     now = now or timezone.now()
     if idempotency_key:
@@ -318,6 +338,7 @@ def buy_now(*, lot_id: int, buyer, idempotency_key: str | None = None, now: date
         lot=lot,
         bidder=buyer,
         amount=lot.buy_now_price,
+        submitted_amount=lot.buy_now_price,
         is_buy_now=True,
         idempotency_key=idempotency_key,
         request_hash=request_hash,
@@ -338,15 +359,145 @@ def buy_now(*, lot_id: int, buyer, idempotency_key: str | None = None, now: date
     return BidOutcome(bid=bid, lot=lot, leading=True)
 
 
+# --- Voiding a bidder's bids ----------------------------------------------------
+
+
+def _replan(*, lot: Lot, submissions: list[Bid]) -> list[Bid]:
+    """Replay own bids, in order, against the lot's state; returns the rows they make now.
+
+    A submission the rules now refuse makes no row: a leader's raise that no
+    longer raises. Prices only fall when bids are taken out, so a replayed bid
+    is never below the minimum it once met.
+    """
+    rows: list[Bid] = []
+    for submission in submissions:
+        ceiling = submission.max_amount if submission.max_amount is not None else submission.submitted_amount
+        try:
+            planned = _plan_bid(
+                lot=lot,
+                bidder=submission.bidder,
+                amount=submission.submitted_amount,
+                ceiling=ceiling,
+                key=submission.idempotency_key,
+                request_hash=submission.request_hash,
+            )
+        except BidRejected:
+            continue
+        if planned[-1].leader.pk == submission.bidder_id:
+            lot.high_max_amount = ceiling
+        for step in planned:
+            step.bid.created_at = submission.created_at
+            if not step.bid.raises_max_only:
+                _take_step(lot, step)
+        rows.extend(step.bid for step in planned)
+    return rows
+
+
+@transaction.atomic
+def void_bids(*, lot_id: int, bidder_id: int, actor, now: datetime | None = None) -> int:
+    """Staff void every bid of one bidder on an open lot. Locks the lot row.
+
+    The lot's other bids are replayed without them, so prices the voided
+    bidder pushed up fall back: rows from the bidder's first bid on are marked
+    void and replaced by the replay's. Returns how many of the bidder's rows
+    were voided (0 when none stand). Raises `not_staff`, `lot_not_found`,
+    `lot_not_open`.
+    """
+    if not actor.is_staff:
+        raise NotLotManager("not_staff", "Only staff void bids.")
+    lot = lock_lot(lot_id)
+    if lot.status != LotStatus.OPEN:
+        raise LotActionRefused("lot_not_open", "Bids can be voided only while the lot is open.")
+    standing = list(Bid.objects.filter(lot=lot, void_reason="").select_related("bidder").order_by("id"))
+    first = next((index for index, row in enumerate(standing) if row.bidder_id == bidder_id), None)
+    if first is None:
+        return 0
+    if first and standing[first - 1].is_proxy and standing[first - 1].created_at == standing[first].created_at:
+        # The previous leader's proxy bid, made by the same submission (`_plan_challenge`).
+        first -= 1
+    first_voided = standing[first].pk
+    now = now or timezone.now()
+    redone = standing[first:]
+    voided = [row for row in redone if row.bidder_id == bidder_id]
+    # The replay of the bids before the first voided one rebuilds the state
+    # they left; only the later ones make new rows.
+    submissions = [row for row in standing if not row.is_proxy and row.bidder_id != bidder_id]
+    lot.current_price = lot.high_bidder = lot.high_max_amount = None
+    lot.bid_count = 0
+    _replan(lot=lot, submissions=[row for row in submissions if row.pk < first_voided])
+    replacements = _replan(lot=lot, submissions=[row for row in submissions if row.pk >= first_voided])
+
+    Bid.objects.filter(pk__in=[row.pk for row in redone]).update(
+        void_reason=Case(
+            When(bidder_id=bidder_id, then=Value(VoidReason.VOIDED)), default=Value(VoidReason.SUPERSEDED)
+        ),
+        voided_at=now,
+        voided_by=actor,
+        # A superseded bid's idempotency key moves to its replacement.
+        idempotency_key=Case(When(bidder_id=bidder_id, then=F("idempotency_key")), default=None),
+    )
+    Bid.objects.bulk_create(replacements)
+    outbox = Outbox(lot)
+    high_bidder_username = lot.high_bidder.username if lot.high_bidder else None
+    outbox.lot_event(
+        "BIDS_VOIDED",
+        bidder=voided[0].bidder.username,
+        voided=len(voided),
+        lot=lot_price_state(lot, high_bidder_username=high_bidder_username),
+    )
+    lot.save(update_fields=["current_price", "high_bidder", "high_max_amount", "bid_count", "seq", "updated_at"])
+    outbox.notify(bidder_id, "BIDS_VOIDED", lot_id=lot.id, title=lot.title, voided=len(voided))
+    outbox.flush()
+    return len(voided)
+
+
+@transaction.atomic
+def void_participant_bids(*, registration_id: int, actor, now: datetime | None = None) -> dict[int, int]:
+    """Staff void a sale participant's bids on every open lot of the sale, lots locked in id order.
+
+    Returns {lot id: bids voided} for the lots that had some. Raises `not_staff`,
+    `registration_not_found`.
+    """
+    if not actor.is_staff:
+        raise NotLotManager("not_staff", "Only staff void bids.")
+    registration = Registration.objects.filter(pk=registration_id).first()
+    if registration is None:
+        raise NotFound("registration_not_found", "No such registration.")
+    lot_ids = (
+        Bid.objects.filter(
+            lot__auction_id=registration.auction_id,
+            lot__status=LotStatus.OPEN,
+            bidder_id=registration.user_id,
+            void_reason="",
+        )
+        .order_by("lot_id")
+        .values_list("lot_id", flat=True)
+        .distinct()
+    )
+    voided = {}
+    for lot_id in lot_ids:
+        try:
+            count = void_bids(lot_id=lot_id, bidder_id=registration.user_id, actor=actor, now=now)
+        except LotActionRefused:
+            continue  # Closed since the list was read: its result stands.
+        if count:
+            voided[lot_id] = count
+    return voided
+
+
 # --- Lot chat ------------------------------------------------------------------
 
 
 def _take_chat_allowance(user) -> None:
-    """A fixed one-minute window per user, shared by every process through the cache."""
-    key = f"chat-rate:{user.pk}:{int(timezone.now().timestamp() // 60)}"
-    cache.add(key, 0, timeout=90)
-    if cache.incr(key) > settings.CHAT_MESSAGES_PER_MINUTE:
-        raise RateLimited("rate_limited", "You are sending messages too fast; wait a minute.")
+    """Raises `rate_limited` past `CHAT_MESSAGES_PER_MINUTE` messages by one user, counted across processes."""
+    wait = take_allowance(f"chat:{user.pk}", limit=settings.CHAT_MESSAGES_PER_MINUTE, window=60)
+    if wait:
+        raise RateLimited("rate_limited", "You are sending messages too fast; wait a minute.", retry_after=wait)
+
+
+def storable_text(text: str) -> bool:
+    """False for what JSON's "\\u0000" and lone "\\ud800" escapes decode to: PostgreSQL stores neither."""
+    return "\x00" not in text and not any("\ud800" <= char <= "\udfff" for char in text)
 
 
 @transaction.atomic
@@ -357,6 +508,8 @@ def post_chat_message(*, lot_id: int, author, text: object) -> ChatMessage:
     """
     if not isinstance(text, str) or not text.strip():
         raise InvalidInput("invalid_text", "A message needs some text.")
+    if not storable_text(text):
+        raise InvalidInput("invalid_text", "The text contains characters that cannot be stored.")
     text = text.strip()
     if len(text) > settings.CHAT_MAX_LENGTH:
         raise InvalidInput("text_too_long", f"A message has at most {settings.CHAT_MAX_LENGTH} characters.")

@@ -3,6 +3,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from auction_site.exceptions import DomainError
+from bids import services as bid_services
 from bids.models import Bid
 from lots import services
 from lots.models import Auction, Lot, Registration, Watch
@@ -10,7 +11,16 @@ from lots.models import Auction, Lot, Registration, Watch
 
 class BidInline(admin.TabularInline):
     model = Bid
-    fields = ("created_at", "bidder", "amount", "max_amount", "is_proxy", "raises_max_only", "is_buy_now")
+    fields = (
+        "created_at",
+        "bidder",
+        "amount",
+        "max_amount",
+        "is_proxy",
+        "raises_max_only",
+        "is_buy_now",
+        "void_reason",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -159,6 +169,18 @@ def revoke(modeladmin, request, queryset):
     _decide(modeladmin, request, queryset, "revoke", "Revoked")
 
 
+@admin.action(description="Void their bids on the sale's open lots")
+def void_bids(modeladmin, request, queryset):
+    for registration in queryset.select_related("user"):
+        try:
+            voided = bid_services.void_participant_bids(registration_id=registration.pk, actor=request.user)
+        except DomainError as exc:
+            modeladmin.message_user(request, f"{registration.user}: {exc.message}", messages.WARNING)
+            continue
+        summary = ", ".join(f"lot {lot_id}: {count}" for lot_id, count in voided.items()) or "none standing"
+        modeladmin.message_user(request, f"Voided the bids of {registration.user} ({summary}).", messages.SUCCESS)
+
+
 @admin.register(Registration)
 class RegistrationAdmin(admin.ModelAdmin):
     list_display = ("auction", "paddle_number", "user", "status", "created_at", "decided_at")
@@ -166,7 +188,7 @@ class RegistrationAdmin(admin.ModelAdmin):
     search_fields = ("user__username", "user__email")
     list_select_related = ("auction", "user")
     readonly_fields = ("auction", "user", "paddle_number", "status", "created_at", "decided_at", "decided_by")
-    actions = [approve, reject, revoke]
+    actions = [approve, reject, revoke, void_bids]
 
     def has_add_permission(self, request) -> bool:
         return False

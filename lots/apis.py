@@ -6,6 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from auction_site.exceptions import NotFound
+from bids.services import void_participant_bids
 from lots import selectors, services
 from lots.filters import LotFilter
 from lots.permissions import IsStaffOrReadOnly
@@ -17,6 +18,7 @@ from lots.serializers import (
     LotWriteSerializer,
     RegistrationSerializer,
     StaggerSerializer,
+    VoidedBidsSerializer,
 )
 
 
@@ -118,7 +120,8 @@ class AuctionListApi(generics.ListCreateAPIView):
     filter_backends: list = []
 
     def get_queryset(self):
-        return selectors.list_auctions().annotate(lot_count=Count("lots"))
+        # An aggregate drops Meta.ordering: restate it, or pages could repeat or skip sales.
+        return selectors.list_auctions().annotate(lot_count=Count("lots")).order_by("-created_at", "-id")
 
 
 class AuctionStaggerApi(APIView):
@@ -190,6 +193,20 @@ class ParticipantDecisionApi(APIView):
             registration_id=registration_id, actor=request.user, decision=self.decision
         )
         return Response(RegistrationSerializer(registration).data)
+
+
+class ParticipantVoidBidsApi(APIView):
+    """Staff: void the participant's bids on the sale's open lots; each lot's other bids are replayed without them."""
+
+    permission_classes = [permissions.IsAdminUser]
+
+    @extend_schema(request=None, responses={200: VoidedBidsSerializer})
+    def post(self, request: Request, slug: str, registration_id: int) -> Response:
+        if not selectors.list_participants(auction_slug=slug).filter(pk=registration_id).exists():
+            raise NotFound("registration_not_found", "No such registration in this sale.")
+        voided = void_participant_bids(registration_id=registration_id, actor=request.user)
+        lots = [{"lot": lot_id, "voided": count} for lot_id, count in voided.items()]
+        return Response(VoidedBidsSerializer({"lots": lots}).data)
 
 
 class MyRegistrationsApi(generics.ListAPIView):

@@ -18,7 +18,7 @@ class LotSerializer(serializers.ModelSerializer):
     seller = serializers.SerializerMethodField()
     high_bidder = serializers.SerializerMethodField()
     winner = serializers.SerializerMethodField()
-    auction = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    auction = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     starting_price = MoneyField()
     current_price = MoneyField(allow_null=True)
     buy_now_price = MoneyField(allow_null=True)
@@ -158,6 +158,21 @@ class AuctionSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["id", "lot_count", "created_at"]
 
+    def create(self, validated_data: dict) -> Auction:
+        auction = super().create(validated_data)
+        auction.lot_count = 0  # what the list and detail views annotate
+        return auction
+
+    def validate(self, data: dict) -> dict:
+        # The database's `auction_ends_after_start` would refuse it with an IntegrityError (a 500).
+        starts_at = data.get("starts_at", getattr(self.instance, "starts_at", None))
+        ends_at = data.get("ends_at", getattr(self.instance, "ends_at", None))
+        if starts_at is not None and ends_at is not None and ends_at <= starts_at:
+            raise serializers.ValidationError(
+                {"ends_at": ["The sale must end after it starts."]}, code="invalid_schedule"
+            )
+        return data
+
 
 class AuctionDetailSerializer(AuctionSerializer):
     lots = serializers.SerializerMethodField()
@@ -180,3 +195,12 @@ class RegistrationSerializer(serializers.ModelSerializer):
         model = Registration
         fields = ["id", "auction", "user", "paddle_number", "status", "created_at", "decided_at"]
         read_only_fields = fields
+
+
+class VoidedLotSerializer(serializers.Serializer):
+    lot = serializers.IntegerField()
+    voided = serializers.IntegerField(help_text="how many of the participant's bids on this lot were voided")
+
+
+class VoidedBidsSerializer(serializers.Serializer):
+    lots = VoidedLotSerializer(many=True)

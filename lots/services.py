@@ -15,7 +15,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from auction_site.exceptions import InvalidInput, NotFound
-from bids.events import Outbox, flush_outboxes, lot_result, wake_clocks
+from bids.events import Outbox, flush_outboxes, lot_result, notify_user, wake_clocks
 from bids.rules import currency_places, parse_money
 from lots.exceptions import LotActionRefused, NotLotManager
 from lots.models import Auction, Lot, LotStatus, Registration, RegistrationStatus, Watch
@@ -474,4 +474,13 @@ def decide_registration(*, registration_id: int, actor, decision: str) -> Regist
     registration.decided_at = timezone.now()
     registration.decided_by = actor
     registration.save(update_fields=["status", "decided_at", "decided_by"])
+    auction = registration.auction
+    notify_user(
+        registration.user_id,
+        "REGISTRATION_DECIDED",
+        auction=auction.slug,
+        title=auction.title,
+        status=new_status,
+        paddle_number=registration.paddle_number,
+    )
     return registration

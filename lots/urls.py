@@ -30,6 +30,11 @@ auction_urlpatterns = [
         )
         for decision in ("approve", "reject", "revoke")
     ],
+    path(
+        "<slug:slug>/participants/<int:registration_id>/void-bids/",
+        apis.ParticipantVoidBidsApi.as_view(),
+        name="participant-void-bids",
+    ),
 ]
 
 me_urlpatterns = [

@@ -6,7 +6,7 @@ import re
 import pytest
 from playwright.sync_api import Page, WebSocketRoute, expect
 
-from webtests.conftest import PASSWORD, place_bid, screenshot
+from webtests.conftest import PASSWORD, STAFF_USERNAME, place_bid, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -149,3 +149,51 @@ def test_a_page_whose_socket_is_cut_reconnects_with_since_and_shows_the_missed_b
     assert cutter.frames[0]["type"] == "NEW_BID", cutter.frames
     assert cutter.frames[0]["seq"] == 2, cutter.frames
     assert cutter.frames[0]["bid"]["bidder"] == carol, cutter.frames
+
+
+def test_a_watcher_sees_the_price_fall_back_when_staff_void_a_bidder(api, open_page):
+    alice, bob = api.register("alice"), api.register("bob")
+    api.call("POST", "/api/auctions/", user=STAFF_USERNAME, data={"title": "Winter sale", "slug": "winter-sale"})
+    lot = api.create_lot(STAFF_USERNAME, auction="winter-sale", title="Pewter jug", starting_price="10.00")
+    registrations = {}
+    for bidder in (alice, bob):
+        registrations[bidder] = api.call("POST", "/api/auctions/winter-sale/register/", user=bidder)
+    api.bid(bob, lot["id"], "10.00")
+    api.bid(alice, lot["id"], "15.00")
+    page = open_page(f"/lots/{lot['id']}/", user=bob)
+    expect(page.locator("#connection")).to_have_text("Live")
+    expect(page.locator("#lot-price")).to_have_text("$15.00")
+    expect(page.locator("#bid-history li")).to_have_count(2)
+
+    voided = api.call(
+        "POST",
+        f"/api/auctions/winter-sale/participants/{registrations[alice]['id']}/void-bids/",
+        user=STAFF_USERNAME,
+    )
+
+    assert voided == {"lots": [{"lot": lot["id"], "voided": 1}]}
+    expect(page.locator("#lot-price")).to_have_text("$10.00")
+    expect(page.locator("#bid-history li")).to_have_count(1)
+    expect(page.locator("#bid-history li").first).to_contain_text(bob)
+    expect(page.locator("#lot-leader")).to_have_text("You're the highest bidder")
+    expect(page.locator("#announcer")).to_have_text(f"Staff voided 1 bid(s) by {alice}; the price is now $10.00.")
+
+
+def test_a_registration_decision_shows_on_the_open_lot_page(api, open_page):
+    bob = api.register("bob")
+    sale = {"title": "Approved-only sale", "slug": "approved-only", "requires_registration": True}
+    api.call("POST", "/api/auctions/", user=STAFF_USERNAME, data=sale)
+    lot = api.create_lot(STAFF_USERNAME, auction="approved-only", title="Silver tray", starting_price="10.00")
+    registration = api.call("POST", "/api/auctions/approved-only/register/", user=bob)
+    assert registration["status"] == "pending"
+    page = open_page(f"/lots/{lot['id']}/", user=bob)
+    expect(page.locator("#registration")).to_have_text("Your registration for this sale is awaiting approval.")
+
+    api.call("POST", f"/api/auctions/approved-only/participants/{registration['id']}/approve/", user=STAFF_USERNAME)
+
+    expect(page.locator("#registration")).to_have_text(
+        f"You're registered to bid in this sale (paddle {registration['paddle_number']})."
+    )
+    expect(page.locator("#notices")).to_contain_text("Your registration for “Approved-only sale” is now approved.")
+    place_bid(page, "10.00")
+    expect(page.locator("#bid-message")).to_have_text("Your bid of $10.00 is the highest.")

@@ -31,8 +31,8 @@ def event_types(lot) -> list[str]:
 
 
 def public_bids(lot) -> list[tuple[str, Decimal, bool]]:
-    """(bidder, amount, is_proxy) of the lot's public bids, oldest first."""
-    bids = Bid.objects.filter(lot=lot, raises_max_only=False).select_related("bidder").order_by("id")
+    """(bidder, amount, is_proxy) of the lot's standing public bids, oldest first."""
+    bids = Bid.objects.filter(lot=lot, raises_max_only=False, void_reason="").select_related("bidder").order_by("id")
     return [(b.bidder.username, b.amount, b.is_proxy) for b in bids]
 
 

@@ -8,7 +8,8 @@ from django.db import IntegrityError, transaction
 
 from auction_site.exceptions import NotFound
 from bids.exceptions import BidRejected
-from bids.models import Bid
+from bids.mailer import send_pending_emails
+from bids.models import Bid, Notification
 from bids.services import buy_now
 from bids.tests.utils import bid, run_threads
 from bids.tests.ws import Sockets
@@ -179,6 +180,32 @@ def test_staff_decide_a_registration(registered, bidder, staff_user, start, deci
     assert registration.decided_by == staff_user
     assert registration.decided_at is not None
     assert registration.paddle_number == 1
+
+
+def test_the_participant_is_told_of_each_decision_at_once_and_by_email(
+    registered, bidder, staff_user, inbox, django_capture_on_commit_callbacks, mailoutbox
+):
+    registration = registered(bidder, PENDING)
+    inbox.watch_user(bidder)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        decide_registration(registration_id=registration.pk, actor=staff_user, decision="approve")
+    with django_capture_on_commit_callbacks(execute=True):
+        decide_registration(registration_id=registration.pk, actor=staff_user, decision="revoke")
+
+    pushed = inbox.user_messages(bidder)
+    assert [(m["type"], m["auction"], m["status"], m["paddle_number"]) for m in pushed] == [
+        ("REGISTRATION_DECIDED", "spring", "approved", 1),
+        ("REGISTRATION_DECIDED", "spring", "revoked", 1),
+    ]
+    stored = Notification.objects.filter(user=bidder, type="REGISTRATION_DECIDED").order_by("id")
+    assert [n.payload["status"] for n in stored] == ["approved", "revoked"]
+    send_pending_emails()
+    approved_mail = next(mail for mail in mailoutbox if "is now approved" in mail.body)
+    assert approved_mail.to == [bidder.email]
+    assert approved_mail.subject == f"Your registration for {registration.auction.title}"
+    assert "You can bid in this sale." in approved_mail.body
+    assert "/auctions/spring/" in approved_mail.body
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ export function applyEvent(lot, frame) {
     case "LOT_OPENED":
     case "LOT_UPDATED":
     case "AUCTION_ENDED":
+    case "BIDS_VOIDED":
       Object.assign(lot, frame.lot, { id: lot.id });
       break;
     case "LOT_EXTENDED":
@@ -134,12 +135,16 @@ const REGISTRATION_TEXT = {
   revoked: () => "Your registration for this sale was revoked.",
 };
 
-// Fills `container` with the user's registration status, or a button to register.
+// Fills `container` with the user's registration status, or a button to register;
+// staff decisions arrive as notices and update it in place.
 export async function registrationPanel(container, auctionSlug) {
   const show = (registration) => {
     const text = (REGISTRATION_TEXT[registration.status] ?? (() => registration.status))(registration);
     container.replaceChildren(el("p", { class: `registration registration-${registration.status}`, text }));
   };
+  document.addEventListener("auction:notice", ({ detail: notice }) => {
+    if (notice.type === "REGISTRATION_DECIDED" && notice.auction === auctionSlug) show(notice);
+  });
   try {
     const mine = await api.get("/api/users/me/registrations/");
     const existing = mine.results.find((r) => r.auction === auctionSlug);

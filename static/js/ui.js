@@ -97,6 +97,8 @@ const NOTICE_TEXT = {
   LOT_UNSOLD: (n) => `“${n.title}” ended without a sale.`,
   LOT_CANCELLED: (n) => `“${n.title}” was cancelled.`,
   ENDING_SOON: (n) => `“${n.title}” ends soon.`,
+  BIDS_VOIDED: (n) => `Staff voided your bids on “${n.title}”.`,
+  REGISTRATION_DECIDED: (n) => `Your registration for “${n.title}” is now ${n.status}.`,
 };
 const MAX_NOTICES = 3;
 

@@ -10,7 +10,7 @@ const lotId = Number($("main").dataset.lotId);
 const ANSWER_TIMEOUT_MS = 8000;
 const HISTORY_SIZE = 50;
 
-const state = { lot: null, user: null, phase: null, watching: false, bids: new Map(), pending: new Map() };
+const state = { lot: null, user: null, phase: null, watching: false, bids: new Map(), replaceHistory: false, pending: new Map() };
 const fmt = (amount) => money(amount, state.lot?.currency);
 // randomUUID needs a secure context; getRandomValues does not.
 const newRequestId = () =>
@@ -162,6 +162,13 @@ function awaitClock() {
   }, 3000);
 }
 
+// The standing bids as the server has them now, replacing what the page holds
+// (a fresh LOT_STATUS, or bids voided by staff).
+function requestHistory() {
+  state.replaceHistory = true;
+  socket.send({ type: "GET_HISTORY", limit: HISTORY_SIZE });
+}
+
 function addBids(bids) {
   for (const bid of bids) state.bids.set(bid.id, { ...state.bids.get(bid.id), ...bid });
   const latest = [...state.bids.values()].sort((a, b) => b.id - a.id).slice(0, HISTORY_SIZE);
@@ -213,7 +220,7 @@ function onFrame(frame) {
       serverClock.sync(frame.server_time);
       state.lot = frame.lot;
       render();
-      socket.send({ type: "GET_HISTORY", limit: 20 });
+      requestHistory();
       return;
     case "PONG":
       serverClock.sync(frame.server_time);
@@ -222,6 +229,8 @@ function onFrame(frame) {
       setText("#lot-watchers", String(frame.count));
       return;
     case "BID_HISTORY":
+      if (state.replaceHistory) state.bids.clear();
+      state.replaceHistory = false;
       return addBids(frame.bids);
     case "BID_ACCEPTED": {
       const kind = settle(frame.request_id);
@@ -241,6 +250,11 @@ function onFrame(frame) {
   if (frame.type === "LOT_EXTENDED") announce(`Bidding extended: it now ends at ${timeOfDay(frame.ends_at)}.`);
   if (frame.type === "LOT_OPENED") announce("Bidding is open.");
   if (frame.type === "AUCTION_ENDED") announce(outcomeText(state.lot, state.user));
+  if (frame.type === "BIDS_VOIDED") {
+    requestHistory();
+    const price = frame.lot.current_price === null ? "no bids stand" : `the price is now ${fmt(frame.lot.current_price)}`;
+    announce(`Staff voided ${frame.voided} bid(s) by ${frame.bidder}; ${price}.`);
+  }
   render();
 }
 

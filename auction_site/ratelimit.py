@@ -1,0 +1,89 @@
+"""Abuse limits: actions per user per time window, and open WebSockets per client address.
+
+With `REDIS_URL` both are counted in Redis, so every server process counts
+against the same limit; without it there is one process and it counts in
+memory. A limit never takes the site down: while Redis is away, requests pass
+uncounted (bids must keep committing through a Redis outage).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+import uuid
+
+from channels.middleware import BaseMiddleware
+from django.conf import settings
+from django.core.cache import cache
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from accounts.middleware import accept_and_close
+from bids.presence import get_presence
+
+logger = logging.getLogger(__name__)
+
+CLOSE_TOO_MANY_CONNECTIONS = 4429
+REDIS_AWAY = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def take_allowance(key: str, *, limit: int, window: int) -> int:
+    """Count one action against `limit` per `window` seconds (a limit of 0 or less counts nothing).
+
+    Returns 0 when the action is allowed, else the seconds until the window
+    ends (for `Retry-After`). Fixed windows in the cache: `add` creates the
+    window's counter once and `incr` counts atomically (Redis INCR; locmem
+    under its lock), so concurrent callers in any process never pass more
+    than `limit`. Across a window boundary a client may get up to 2 x `limit`.
+    """
+    if limit <= 0:
+        return 0
+    now = time.time()
+    index = int(now // window)
+    counter = f"allowance:{key}:{index}"
+    try:
+        cache.add(counter, 0, timeout=window + 30)
+        count = cache.incr(counter)
+    except REDIS_AWAY as exc:
+        logger.warning("rate limit %s not counted: redis unavailable (%s)", key, type(exc).__name__)
+        return 0
+    except ValueError:
+        # The counter was evicted between add and incr (locmem culls when full): count afresh.
+        return 0
+    if count <= limit:
+        return 0
+    return max(1, math.ceil((index + 1) * window - now))
+
+
+class ConnectionLimitMiddleware(BaseMiddleware):
+    """At most `WS_CONNECTIONS_PER_IP` open WebSockets per client address; more close at once with 4429.
+
+    Open sockets are tracked like lot presence (`bids/presence.py`): with Redis,
+    a sorted set per address whose members lapse unless their process refreshes
+    them, so the sockets of a process killed with -9 stop counting within
+    `PRESENCE_TTL_SECONDS`. The address is `scope["client"]`: the peer's, or
+    X-Forwarded-For's when daphne runs with `--proxy-headers` (behind nginx).
+    """
+
+    async def __call__(self, scope, receive, send):
+        limit = settings.WS_CONNECTIONS_PER_IP
+        client = scope.get("client")
+        if limit <= 0 or not client:
+            return await super().__call__(scope, receive, send)
+        presence = get_presence()
+        room, connection = f"ws-ip:{client[0]}", uuid.uuid4().hex
+        try:
+            count = await presence.join(room, connection)
+        except REDIS_AWAY as exc:
+            logger.warning("connection limit not counted: redis unavailable (%s)", type(exc).__name__)
+            return await super().__call__(scope, receive, send)
+        try:
+            if count > limit:
+                logger.info("refused a websocket: %s open from one address", count - 1)
+                return await accept_and_close(receive, send, CLOSE_TOO_MANY_CONNECTIONS)
+            return await super().__call__(scope, receive, send)
+        finally:
+            with contextlib.suppress(Exception):  # A lost entry lapses on its own.
+                await presence.leave(room, connection)
