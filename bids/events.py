@@ -20,7 +20,7 @@ from django.db import transaction
 
 from auction_site.metrics import BROADCAST_SECONDS, timed
 from bids.models import LotEvent, Notification
-from bids.rules import min_next_bid
+from bids.rules import currency_places, min_next_bid
 
 if TYPE_CHECKING:
     from lots.models import Lot
@@ -51,7 +51,10 @@ def dumps(payload: dict[str, Any]) -> str:
 
 def lot_min_next_bid(lot: Lot):
     return min_next_bid(
-        starting_price=lot.starting_price, current_price=lot.current_price, fixed_increment=lot.bid_increment
+        starting_price=lot.starting_price,
+        current_price=lot.current_price,
+        fixed_increment=lot.bid_increment,
+        places=currency_places(lot.currency),
     )
 
 

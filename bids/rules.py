@@ -1,6 +1,6 @@
 """The pure arithmetic of bidding: increments, minimum bids, money checks."""
 
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
 from django.conf import settings
 
@@ -11,20 +11,26 @@ CENT = Decimal("0.01")
 MAX_AMOUNT_CHARS = 40
 
 
-def increment_for(price: Decimal, fixed: Decimal | None = None) -> Decimal:
-    """The minimum raise over `price`: the lot's fixed increment, else the table's."""
+def increment_for(price: Decimal, fixed: Decimal | None = None, *, places: int = 2) -> Decimal:
+    """The minimum raise over `price`: the lot's fixed increment, else the table's.
+
+    The table's steps are rounded up to the currency's smallest unit (`places`
+    decimals), so a yen lot never asks for a fraction of a yen.
+    """
     if fixed is not None:
         return fixed
     for under, increment in settings.AUCTION_BID_INCREMENTS:
         if under is None or price < under:
-            return increment
+            return increment.quantize(Decimal(1).scaleb(-places), rounding=ROUND_CEILING)
     raise AssertionError("AUCTION_BID_INCREMENTS must end with an open-ended row")
 
 
-def min_next_bid(*, starting_price: Decimal, current_price: Decimal | None, fixed_increment: Decimal | None) -> Decimal:
+def min_next_bid(
+    *, starting_price: Decimal, current_price: Decimal | None, fixed_increment: Decimal | None, places: int = 2
+) -> Decimal:
     if current_price is None:
         return starting_price
-    return current_price + increment_for(current_price, fixed_increment)
+    return current_price + increment_for(current_price, fixed_increment, places=places)
 
 
 def currency_places(currency: str) -> int:

@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from auction_site.exceptions import DomainError
+from bids.events import lot_min_next_bid
 from bids.exceptions import BidRejected, InvalidBid
 from bids.models import Bid, LotEvent
 from bids.rules import increment_for
@@ -346,6 +347,21 @@ def test_amounts_follow_the_lot_currency_minor_units(make_lot, bidder):
 
     assert caught.value.code == "invalid_amount"
     assert bid(lot, bidder, "1000").leading
+
+
+@pytest.mark.parametrize(("price", "next_bid"), [("3", "4"), ("20", "21"), ("240", "243"), ("99", "100")])
+def test_a_yen_lot_never_asks_for_a_fraction_of_a_yen(make_lot, bidder, other_bidder, price, next_bid):
+    # The increment table's steps (0.25, 0.50, 2.50) round up to whole yen.
+    lot = make_lot(currency="JPY", starting_price=price)
+    assert bid(lot, bidder, price, max_amount="500").lot.current_price == Decimal(price)
+
+    assert lot_min_next_bid(Lot.objects.get(pk=lot.pk)) == Decimal(next_bid)
+    # The leader's proxy answers a challenge one whole increment above it, within its maximum.
+    outcome = bid(lot, other_bidder, next_bid)
+    assert not outcome.leading
+    lot.refresh_from_db()
+    assert lot.current_price == lot.current_price.to_integral_value()
+    assert lot.current_price > Decimal(next_bid)
 
 
 # --- Rule 7: idempotency ------------------------------------------------------
