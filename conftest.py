@@ -65,20 +65,25 @@ def pytest_configure(config):
 
 
 @pytest.fixture(autouse=True)
-def _fast_password_hasher(settings):
-    # The production hasher spends ~0.2 s per hash by design; the tests hash hundreds of times.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
 def _clear_cache():
     cache.clear()
     yield
     cache.clear()
 
 
+# The fixtures below that change settings take `_clear_cache` first: it is then
+# set up before `settings` and torn down after the test's settings are restored,
+# so it never clears a cache a test pointed elsewhere (a dead Redis, say).
+
+
 @pytest.fixture(autouse=True)
-def _abuse_limits_off(settings):
+def _fast_password_hasher(_clear_cache, settings):
+    # The production hasher spends ~0.2 s per hash by design; the tests hash hundreds of times.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _abuse_limits_off(_clear_cache, settings):
     # Races, storms and property tests send many bids as one user in one test;
     # the tests of the limits themselves (auction_site/tests/test_abuse_limits.py)
     # turn them back on.

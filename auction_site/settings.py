@@ -145,6 +145,11 @@ if DATABASE_URL:
             "min_size": env_int("DATABASE_POOL_MIN", 2),
             "max_size": env_int("DATABASE_POOL_MAX", 20),
             "timeout": env_int("DATABASE_POOL_TIMEOUT", 10),
+            # psycopg_pool retries a lost connection after 1, 2, 4, 8... seconds with no
+            # cap until this gives up (default 300 s): after a long outage, the next try
+            # came as late as the outage was long. Giving up early starts a fresh try
+            # (after 1 s) on the next request, so recovery stays within seconds.
+            "reconnect_timeout": env_int("DATABASE_POOL_RECONNECT_TIMEOUT", 10),
         }
     DATABASES = {"default": default_db}
 else:
@@ -158,7 +163,8 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels_redis' layer with a pool that waits when every connection is busy.
+            "BACKEND": "auction_site.channel_layer.WaitingRedisChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {
@@ -177,6 +183,10 @@ if REDIS_URL:
                 ],
                 "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1000),
                 "expiry": 60,
+                # A process killed without closing its sockets leaves their channels
+                # in every group; members not re-added within this many seconds are
+                # dropped (consumers re-add theirs, see WS_GROUP_REFRESH_SECONDS).
+                "group_expiry": env_int("CHANNEL_LAYER_GROUP_EXPIRY", 300),
             },
         }
     }
@@ -264,7 +274,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "COERCE_DECIMAL_TO_STRING": True,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "auction_site.openapi.ErrorAutoSchema",
     "EXCEPTION_HANDLER": "auction_site.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "password_reset": os.environ.get("THROTTLE_PASSWORD_RESET", "5/hour"),
@@ -281,6 +291,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # lots/urls.py's row ids: longer ones answer 404 before any query.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999}},
 }
 
 # --- E-mail -----------------------------------------------------------------
@@ -389,12 +401,21 @@ WS_ANONYMOUS_CAN_WATCH = env_bool("WS_ANONYMOUS_CAN_WATCH", True)
 WS_MAX_MESSAGE_BYTES = env_int("WS_MAX_MESSAGE_BYTES", 4096)
 WS_MESSAGES_PER_SECOND = env_int("WS_MESSAGES_PER_SECOND", 20)
 WS_MESSAGE_BURST = env_int("WS_MESSAGE_BURST", 40)
+# Abuse limits (0 turns one off): open WebSockets per client address, and bids
+# plus buy-nows per user per minute; both shared by every process through Redis.
+WS_CONNECTIONS_PER_IP = env_int("WS_CONNECTIONS_PER_IP", 50)
+BIDS_PER_MINUTE = env_int("BIDS_PER_MINUTE", 60)
 # A reconnecting client gets at most this many missed events replayed;
 # an older gap gets a fresh LOT_STATUS instead.
 WS_REPLAY_LIMIT = env_int("WS_REPLAY_LIMIT", 500)
 # A watcher that skips ahead waits this long for a late event before it
 # reads the missing ones from the database.
 WS_GAP_WAIT_SECONDS = float(os.environ.get("WS_GAP_WAIT_SECONDS", "0.25"))
+# Open sockets re-join their group this often, well inside the layer's group expiry.
+WS_GROUP_REFRESH_SECONDS = env_int("CHANNEL_LAYER_GROUP_EXPIRY", 300) / 3
+# A client that stops reading: once this many bytes wait in the server's own
+# send buffer (past the kernel's), the socket is closed with 4008.
+WS_SEND_BUFFER_BYTES = env_int("WS_SEND_BUFFER_BYTES", 1024 * 1024)
 
 # --- Operations ---------------------------------------------------------------
 

@@ -41,5 +41,9 @@ urlpatterns = [
     path("api-auth/", include("rest_framework.urls")),
 ]
 
+handler400 = "auction_site.exceptions.bad_request"
+handler404 = "auction_site.exceptions.not_found"
+handler500 = "auction_site.exceptions.server_error"
+
 if settings.DEBUG:
     urlpatterns += [re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})]

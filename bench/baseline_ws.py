@@ -1,6 +1,6 @@
 """The fan-out baseline: a minimal server on the `websockets` library broadcasting NEW_BID-shaped frames.
 
-It accepts any socket on `/ws/lots/<id>/`, and on each ("phase", rate, seconds) command
+It accepts any socket on `/ws/lots/<id>/` (sending it a LOT_STATUS-shaped frame), and on each ("phase", rate, seconds) command
 broadcasts a frame per 1/rate s (open loop), stamping `bid.created_at` like the app does
 (ISO 8601, milliseconds) just before the broadcast.
 """
@@ -36,12 +36,17 @@ def frame(seq: int) -> str:
     )
 
 
+# What a socket gets on joining, like the app's LOT_STATUS (S3 counts a socket open once it arrives).
+INITIAL_STATE = json.dumps({"type": "LOT_STATUS", "seq": 0, "lot": json.loads(frame(0))["lot"]})
+
+
 async def _serve(port: int, commands, out) -> None:
     clients: set = set()
 
     async def handler(sock) -> None:
         clients.add(sock)
         try:
+            await sock.send(INITIAL_STATE)
             await sock.wait_closed()
         finally:
             clients.discard(sock)
@@ -66,4 +71,7 @@ async def _serve(port: int, commands, out) -> None:
 
 
 def run_baseline(port: int, commands, out) -> None:
+    from bench.clients import raise_open_files_limit
+
+    raise_open_files_limit()
     asyncio.run(_serve(port, commands, out))

@@ -315,3 +315,65 @@ def run_readers(params: dict, ready, go, out) -> None:
     except BaseException as exc:
         out.put(("error", repr(exc)))
         ready.put(("error", repr(exc)))
+
+
+def raise_open_files_limit() -> int:
+    """Lift this process's soft limit on open files to the hard one (thousands of sockets); return it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+async def _holding(params: dict, ready, go, release, out) -> dict:
+    """S3: open every socket in `urls` (at most `in_flight` handshakes at once), hold them idle, close on release.
+
+    A socket counts as open once its first frame (the server's initial state) arrives;
+    frames after that (presence counts) are read and dropped so that no buffer fills.
+    """
+    raise_open_files_limit()
+    ready.put(("ready", len(params["urls"])))
+    await asyncio.to_thread(_wait, go, 300)
+    limit = asyncio.Semaphore(params.get("in_flight", 64))
+    sockets: list = []
+    failures: Counter[str] = Counter()
+
+    async def drain(sock) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for _ in sock:
+                pass
+
+    async def open_one(url: str, origin: str) -> None:
+        async with limit:
+            try:
+                sock = await websockets.connect(url, origin=origin, open_timeout=60, ping_interval=None)
+                await asyncio.wait_for(sock.recv(), 60)
+            except Exception as exc:  # Counted by kind: a refused socket is a result, not a crash.
+                failures[type(exc).__name__] += 1
+                return
+        sockets.append((sock, asyncio.create_task(drain(sock))))
+
+    start = time.perf_counter()
+    await asyncio.gather(*(open_one(u, o) for u, o in zip(params["urls"], params["origins"], strict=True)))
+    ramp = time.perf_counter() - start
+    out.put(("connected", {"open": len(sockets), "failed": dict(failures), "seconds": ramp}))
+    await asyncio.to_thread(_wait, release, params.get("max_seconds", 900))
+    start = time.perf_counter()
+
+    async def close_one(sock, reader) -> None:
+        async with limit:
+            await sock.close()
+        reader.cancel()
+
+    await asyncio.gather(*(close_one(s, r) for s, r in sockets), return_exceptions=True)
+    return {"open": len(sockets), "close_seconds": time.perf_counter() - start}
+
+
+def run_holders(params: dict, ready, go, release, out) -> None:
+    try:
+        out.put(("result", asyncio.run(_holding(params, ready, go, release, out))))
+    except BaseException as exc:
+        out.put(("error", repr(exc)))
+        ready.put(("error", repr(exc)))

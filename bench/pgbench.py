@@ -15,7 +15,7 @@ SCRIPT = """\\set turn random(0, 1)
 \\set bidder :b0 + :turn * (:b1 - :b0)
 BEGIN;
 SELECT COALESCE(current_price, starting_price) AS current_price, seq FROM lots_lot WHERE id = :lot FOR UPDATE \\gset
-INSERT INTO bids_bid (lot_id, bidder_id, amount, max_amount, is_proxy, raises_max_only, is_buy_now, idempotency_key, request_hash, created_at) VALUES (:lot, :bidder, :current_price + 0.01, NULL, false, false, false, NULL, '', now());
+INSERT INTO bids_bid (lot_id, bidder_id, amount, max_amount, is_proxy, raises_max_only, is_buy_now, idempotency_key, request_hash, void_reason, submitted_amount, created_at) VALUES (:lot, :bidder, :current_price + 0.01, NULL, false, false, false, NULL, '', '', :current_price + 0.01, now());
 UPDATE lots_lot SET current_price = COALESCE(current_price, starting_price) + 0.01, high_bidder_id = :bidder, high_max_amount = NULL, bid_count = bid_count + 1, seq = seq + 1, updated_at = now() WHERE id = :lot;
 INSERT INTO bids_lotevent (lot_id, seq, type, text, created_at) VALUES (:lot, :seq + 1, 'NEW_BID', '{"type": "NEW_BID", "lot_id": 1, "seq": 1, "bid": {"id": 1, "amount": "1.00", "bidder": "bench1", "created_at": "2026-11-21T07:00:00.000Z", "is_proxy": false}, "lot": {"current_price": "1.00", "min_next_bid": "1.01", "bid_count": 1, "high_bidder": "bench1", "reserve_met": true, "ends_at": "2026-11-21T12:00:00Z"}}', now());
 COMMIT;

@@ -9,6 +9,10 @@ def _ms(value) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _mib(kib: list[int]) -> str:
+    return f"{sum(kib) / len(kib) / 1024:.0f}"
+
+
 def _codes(codes: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(codes.items())) or "-"
 
@@ -67,22 +71,56 @@ def markdown(results: dict, *, plots: list[Path]) -> str:
                 f"{_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} | {_ms(r['max_ms'])} |"
             )
         lines.append("")
+    s3 = results.get("s3")
+    if s3:
+        lines += [
+            f"### S3 idle connections ({s3['per_process']:,} per process asked; app sockets spread over "
+            f"{s3['lots']} lots, anonymous watchers; each cycle ramps, idles, closes)",
+            "",
+            "| server | cycle | open | failed | handshakes/s | RSS before MiB | RSS open MiB | KiB/connection "
+            "| idle CPU % | RSS after close MiB | Redis conns before/open/after |",
+            "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for server in ("app", "baseline"):
+            for cycle, r in enumerate(s3[server], 1):
+                redis_clients = r["redis_clients"]
+                lines.append(
+                    f"| {server} | {cycle} | {r['open']:,} | {_codes(r['failed'])} | {r['handshakes_per_s']:.0f} | "
+                    f"{_mib(r['rss_before_kib'])} | {_mib(r['rss_open_kib'])} | {_ms(r['kib_per_connection'])} | "
+                    f"{100 * r['idle_cpu_share']:.1f} | {_mib(r['rss_after_kib'])} | "
+                    + (
+                        f"{redis_clients['before']}/{redis_clients['open']}/{redis_clients['after']} |"
+                        if server == "app"
+                        else "- |"
+                    )
+                )
+        lines += [
+            "",
+            "RSS per server process (several: summed, shown per process), from /proc; KiB/connection = RSS growth "
+            "÷ sockets opened; idle CPU = share of one CPU per process while every socket is open and quiet.",
+            "",
+        ]
     s4 = results.get("s4")
     if s4:
         lines += [
-            f"### S4 reads (`GET {s4['path']}`, {s4['open_lots']} open lots besides the benchmark's own; closed loop)",
+            f"### S4 reads (`GET {s4['path']}`, {s4['open_lots']} open lots besides the benchmark's own, "
+            f"{s4.get('bids_per_second', 0)} bids/s on one of them meanwhile; closed loop)",
             "",
-            "| concurrency | reads/s | p50 ms | p99 ms | errors |",
-            "|---:|---:|---:|---:|---|",
+            "| server | concurrency | reads/s | p50 ms | p99 ms | errors |",
+            "|---|---:|---:|---:|---:|---|",
         ]
-        lines += [
-            f"| {r['concurrency']} | {r['rate']:.0f} | {_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} | {_codes(r['errors'])} |"
-            for r in s4["runs"]
-        ]
+        for server, runs in (("app", s4["runs"]), ("constant response", s4.get("constant", []))):
+            lines += [
+                f"| {server} | {r['concurrency']} | {r['rate']:.0f} | {_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} | "
+                f"{_codes(r['errors'])} |"
+                for r in runs
+            ]
+        if "queries_per_request" in s4:
+            lines += ["", f"Queries per listing request: {s4['queries_per_request']}."]
         lines.append("")
     rows = [
         (name.upper(), results[name]["server_metrics"])
-        for name in ("s1", "s2", "s4")
+        for name in ("s1", "s2", "s3", "s4")
         if name in results and "server_metrics" in results[name]
     ]
     if rows:
@@ -168,6 +206,23 @@ def plots(results: dict, stem: Path) -> list[Path]:
         ax.legend(fontsize=7)
         fig.tight_layout()
         path = stem.with_name(stem.name + "-s2.png")
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    s4 = results.get("s4")
+    if s4:
+        fig, ax = plt.subplots(figsize=(6, 3.6), dpi=80)
+        for name, rows, style in (("listing", s4["runs"], "b-"), ("constant response", s4.get("constant", []), "k--")):
+            if not rows:
+                continue
+            x = [r["rate"] for r in rows]
+            ax.plot(x, [r["p50_ms"] for r in rows], style, marker="o", label=f"{name} p50")
+            ax.plot(x, [r["p99_ms"] for r in rows], style, marker="^", alpha=0.5, label=f"{name} p99")
+        ax.axhline(50, color="r", linewidth=0.5)
+        ax.set(xlabel="reads/s", ylabel="latency ms", yscale="log", title="S4 reads: latency vs throughput")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = stem.with_name(stem.name + "-s4.png")
         fig.savefig(path)
         plt.close(fig)
         written.append(path)

@@ -1,4 +1,4 @@
-"""`make bench`: S1 (hot lot) and S2 (fan-out), each against its baseline, and S4 (reads), in one bounded run.
+"""`make bench`: S1 (hot lot), S2 (fan-out), S3 (idle connections), S4 (reads), each against its baseline, in one bounded run.
 
     python -m bench [--quick | --smoke] [--processes 2] [--database-url URL] [--redis-url URL]
 
@@ -18,11 +18,14 @@ import os
 import platform
 import queue
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from contextlib import ExitStack
+import urllib.error
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -30,8 +33,9 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import redis
 
+from auction_site.channel_layer import POOL_SIZE
 from bench import clients, pgbench, report
-from bench.servers import PROJECT_ROOT, _direct, daphnes, free_port
+from bench.servers import PROJECT_ROOT, _direct, cpu_seconds, daphnes, free_port, rss_kib
 from bench.stats import percentiles
 
 SIZES = {
@@ -42,22 +46,50 @@ SIZES = {
         "rates": [1, 10, 50],
         "phase": 8,
         "open_lots": 200,
+        "s3_per_process": 10000,
+        "s3_idle": 10,
+        "s3_settle": 3,
     },
     "quick": {
         "concurrency": [1, 4, 16],
-        "seconds": 5,
+        "seconds": 4,
         "watchers": [100, 500],
         "rates": [1, 10, 50],
-        "phase": 5,
+        "phase": 4,
         "open_lots": 200,
+        "s3_per_process": 1000,
+        "s3_idle": 3,
+        "s3_settle": 1,
     },
-    "smoke": {"concurrency": [1, 2], "seconds": 1, "watchers": [10], "rates": [5], "phase": 1, "open_lots": 20},
+    "smoke": {
+        "concurrency": [1, 2],
+        "seconds": 1,
+        "watchers": [10],
+        "rates": [5],
+        "phase": 1,
+        "open_lots": 20,
+        "s3_per_process": 40,
+        "s3_idle": 1,
+        "s3_settle": 0.5,
+    },
 }
 OPEN_LOOP_SHARE = 0.7
 OPEN_LOOP_BIDDERS = 16
 # S2 bids come from this many bidders (two sockets each), so one slow answer does not hold the rest back.
 S2_BIDDERS = 4
-TARGETS = {"ws_vs_pgbench": 0.5, "rest_vs_pgbench": 0.35, "p99_at_70pct_ms": 30.0, "fanout_p99_vs_baseline": 2.5}
+TARGETS = {
+    "ws_vs_pgbench": 0.5,
+    "rest_vs_pgbench": 0.35,
+    "p99_at_70pct_ms": 30.0,
+    "fanout_p99_vs_baseline": 2.5,
+    "fanout_1000_p99_ms": 30.0,
+    "connections_per_process": 10000,
+    "kib_per_connection": 48.0,
+    "reads_vs_constant": 0.7,
+    "queries_per_read": 3,
+}
+# S3's leak check: a second ramp-and-close may leave at most this much more memory per connection than the first.
+LEAK_KIB_PER_CONNECTION = 2.0
 CLIENT_TIMEOUT = 180
 _ctx = multiprocessing.get_context("spawn")
 
@@ -88,12 +120,15 @@ def server_env(args) -> dict[str, str]:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
         "JWT_ACCESS_MINUTES": "240",
-        # The per-socket rate limit would otherwise be what S1 measures.
+        # The abuse limits (per socket, per user, per client address) would otherwise be what is measured.
         "WS_MESSAGES_PER_SECOND": "1000000",
         "WS_MESSAGE_BURST": "1000000",
+        "BIDS_PER_MINUTE": "0",
+        "WS_CONNECTIONS_PER_IP": "0",
         "AUCTION_CLOCK_IN_PROCESS": "false",
         "PYTHONUNBUFFERED": "1",
-        "DJANGO_SETTINGS_MODULE": "auction_site.settings",
+        # Production settings plus S4's constant-response baseline URL (bench/urls.py).
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
     }
 
 
@@ -347,15 +382,7 @@ def scenario_s2(args, size, urls, seed) -> dict:
             )
 
         log(f"S2 baseline: {count} watchers")
-        port = free_port()
-        commands, answers = _ctx.Queue(), _ctx.Queue()
-        from bench.baseline_ws import run_baseline
-
-        server = _ctx.Process(target=run_baseline, args=(port, commands, answers), daemon=True)
-        server.start()
-        try:
-            answers.get(timeout=30)
-            base = f"http://127.0.0.1:{port}"
+        with baseline_server() as (base, commands, answers, _pid):
             processes, stop, out = watch([clients.ws_url(base, 1, None)] * count, [base] * count)
             phases = []
             try:
@@ -375,36 +402,251 @@ def scenario_s2(args, size, urls, seed) -> dict:
                         **delivery(watchers, list(range(first, last + 1))),
                     }
                 )
-        finally:
-            commands.put(("stop",))
-            stop_processes([server])
     return {"runs": runs}
+
+
+@contextmanager
+def baseline_server():
+    """The `websockets` baseline in its own process: yields (base URL, commands, answers, pid); stops it."""
+    from bench.baseline_ws import run_baseline
+
+    port = free_port()
+    commands, answers = _ctx.Queue(), _ctx.Queue()
+    server = _ctx.Process(target=run_baseline, args=(port, commands, answers), daemon=True)
+    server.start()
+    try:
+        answers.get(timeout=30)
+        yield f"http://127.0.0.1:{port}", commands, answers, server.pid
+    finally:
+        commands.put(("stop",))
+        stop_processes([server])
+
+
+# --- S3: idle connections ----------------------------------------------------------
+
+# Sockets per client process (each under the usual 20,000 open-files hard limit).
+S3_SOCKETS_PER_CLIENT = 5000
+# The first cycle warms the allocator and the connection pools; a leak shows as growth between the later ones.
+S3_CYCLES = 3
+S3_DISCONNECT_TIMEOUT = 60
+
+
+def redis_clients(redis_url: str) -> int:
+    """Connections to the benchmark's Redis db (other sessions use other dbs), not counting this one."""
+    conn = redis.Redis.from_url(redis_url)
+    try:
+        own, db = conn.client_id(), conn.connection_pool.connection_kwargs.get("db", 0)
+        return sum(1 for c in conn.client_list() if int(c["db"]) == db and int(c["id"]) != own)
+    finally:
+        conn.close()
+
+
+def websockets_open(urls: list[str]) -> int:
+    """Sockets the app's processes count as open (`auction_websockets_open`, summed)."""
+    total = 0.0
+    for url in urls:
+        with _direct.open(f"{url}/metrics", timeout=5) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith("auction_websockets_open{"):
+                    total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def idle_cpu_share(pids: list[int], seconds: float) -> float:
+    """Mean share of one CPU each process used over `seconds` of doing nothing asked of it."""
+    before = [cpu_seconds(p) for p in pids]
+    time.sleep(seconds)
+    return sum(cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)) / seconds / len(pids)
+
+
+def hold_cycle(targets: list[str], origins: list[str], *, pids, size, redis_url, settled) -> dict:
+    """One S3 cycle: ramp every socket, measure while idle, close them all, measure again."""
+    clients_needed = max(1, -(-len(targets) // S3_SOCKETS_PER_CLIENT))
+    ready, out, go, release = _ctx.Queue(), _ctx.Queue(), _ctx.Event(), _ctx.Event()
+    params = [
+        {"urls": targets[k::clients_needed], "origins": origins[k::clients_needed]} for k in range(clients_needed)
+    ]
+    processes = [
+        _ctx.Process(target=clients.run_holders, args=(p, ready, go, release, out), daemon=True) for p in params
+    ]
+    try:
+        for process in processes:
+            process.start()
+        for _ in processes:
+            kind, detail = ready.get(timeout=CLIENT_TIMEOUT)
+            if kind == "error":
+                raise RuntimeError(f"a client process failed to start: {detail}")
+        rss_before = [rss_kib(p) for p in pids]
+        redis_before = redis_clients(redis_url)
+        go.set()
+        ramps = []
+        for _ in processes:
+            kind, detail = out.get(timeout=S3_DISCONNECT_TIMEOUT + 10 * CLIENT_TIMEOUT)
+            if kind == "error":
+                raise RuntimeError(f"a client process failed: {detail}")
+            ramps.append(detail)
+        opened = sum(r["open"] for r in ramps)
+        ramp_seconds = max(r["seconds"] for r in ramps)
+        time.sleep(size["s3_settle"])
+        server_open = settled(opened)
+        rss_open = [rss_kib(p) for p in pids]
+        redis_open = redis_clients(redis_url)
+        idle = idle_cpu_share(pids, size["s3_idle"])
+        release.set()
+        for _ in processes:
+            kind, detail = out.get(timeout=CLIENT_TIMEOUT)
+            if kind == "error":
+                raise RuntimeError(f"a client process failed while closing: {detail}")
+        server_after = settled(0)
+        time.sleep(size["s3_settle"])
+        rss_after = [rss_kib(p) for p in pids]
+        redis_after = redis_clients(redis_url)
+    finally:
+        release.set()
+        stop_processes(processes)
+    failed: dict[str, int] = {}
+    for r in ramps:
+        for kind, n in r["failed"].items():
+            failed[kind] = failed.get(kind, 0) + n
+    growth = sum(o - b for o, b in zip(rss_open, rss_before, strict=True))
+    return {
+        "requested": len(targets),
+        "open": opened,
+        "server_open": server_open,
+        "server_open_after_close": server_after,
+        "failed": failed,
+        "ramp_seconds": ramp_seconds,
+        "handshakes_per_s": opened / ramp_seconds if ramp_seconds else None,
+        "rss_before_kib": rss_before,
+        "rss_open_kib": rss_open,
+        "rss_after_kib": rss_after,
+        "kib_per_connection": growth / opened if opened else None,
+        "idle_cpu_share": idle,
+        "redis_clients": {"before": redis_before, "open": redis_open, "after": redis_after},
+    }
+
+
+def app_settled(urls: list[str]):
+    """Wait (bounded) until the app's processes count `expected` open sockets; return the last count."""
+
+    def count() -> int | None:
+        try:
+            return websockets_open(urls)
+        except (OSError, urllib.error.URLError):  # Busy with a storm of closes: ask again.
+            return None
+
+    def wait(expected: int) -> int | None:
+        deadline = time.monotonic() + S3_DISCONNECT_TIMEOUT
+        while (last := count()) != expected and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return last
+
+    return wait
+
+
+def scenario_s3(args, size, urls, seed, pids) -> dict:
+    """Ramp `s3_per_process` idle watchers per process, spread over the open lots; the same on the baseline."""
+    per_process = size["s3_per_process"]
+    lots = seed["open_lots"]
+    count = per_process * len(urls)
+    targets = [clients.ws_url(urls[i % len(urls)], lots[i % len(lots)], None) for i in range(count)]
+    origins = [urls[i % len(urls)] for i in range(count)]
+    result: dict = {"per_process": per_process, "processes": len(urls), "lots": len(lots), "app": [], "baseline": []}
+    for cycle in range(S3_CYCLES):
+        log(f"S3 app: cycle {cycle + 1}, {count} idle sockets over {len(urls)} processes")
+        result["app"].append(
+            hold_cycle(targets, origins, pids=pids, size=size, redis_url=args.redis_url, settled=app_settled(urls))
+        )
+    with baseline_server() as (base, _commands, _answers, pid):
+        for cycle in range(S3_CYCLES):
+            log(f"S3 baseline: cycle {cycle + 1}, {per_process} idle sockets")
+            result["baseline"].append(
+                hold_cycle(
+                    [clients.ws_url(base, 1, None)] * per_process,
+                    [base] * per_process,
+                    pids=[pid],
+                    size=size,
+                    redis_url=args.redis_url,
+                    settled=lambda expected: None,
+                )
+            )
+    return result
 
 
 # --- S4: reads ---------------------------------------------------------------------
 
 READ_PATH = "/api/lots/?status=open"
+# S4's baseline (bench/urls.py): the same server answering the listing's bytes, constant.
+CONSTANT_PATH = "/bench/constant/?status=open"
+# Bids on one of the listed lots while S4 reads, from S2's bidders.
+S4_BIDS_PER_SECOND = 10
+S4_P99_LIMIT_MS = 50.0
+
+
+def reading(urls: list[str], path: str, *, concurrency: int, seconds: float) -> dict:
+    """`concurrency` keep-alive connections GETting `path` in a closed loop, spread over the servers."""
+    per_process = [[] for _ in range(min(2, concurrency))]
+    for k in range(concurrency):
+        per_process[k % len(per_process)].append(urls[k % len(urls)])
+    params = [{"bases": bases, "path": path, "duration": seconds} for bases in per_process]
+    results = run_clients(clients.run_readers, params)
+    codes: dict[str, int] = {}
+    for r in results:
+        for code, n in r["codes"].items():
+            codes[code] = codes.get(code, 0) + n
+    ok = codes.pop("200", 0)
+    latencies = [x for r in results for x in r["latencies_ms"]]
+    elapsed = max(r["elapsed"] for r in results)
+    return {"concurrency": concurrency, "rate": ok / elapsed, "errors": codes, **percentiles(latencies)}
 
 
 def scenario_s4(args, size, urls, seed) -> dict:
-    """`GET /api/lots/?status=open` with the seeded open lots, closed loop at each concurrency."""
-    runs = []
+    """The listing and its constant-response baseline, closed loop at each concurrency, while bids arrive."""
+    lot_id = seed["open_lots"][0]
+    runs: dict[str, list[dict]] = {"app": [], "constant": []}
+    background: list[dict] = []
     for c in size["concurrency"]:
-        log(f"S4 reads c={c}")
-        per_process = [[] for _ in range(min(2, c))]
-        for k in range(c):
-            per_process[k % len(per_process)].append(urls[k % len(urls)])
-        params = [{"bases": bases, "path": READ_PATH, "duration": size["seconds"]} for bases in per_process]
-        results = run_clients(clients.run_readers, params)
-        codes: dict[str, int] = {}
-        for r in results:
-            for code, n in r["codes"].items():
-                codes[code] = codes.get(code, 0) + n
-        ok = codes.pop("200", 0)
-        latencies = [x for r in results for x in r["latencies_ms"]]
-        elapsed = max(r["elapsed"] for r in results)
-        runs.append({"concurrency": c, "rate": ok / elapsed, "errors": codes, **percentiles(latencies)})
-    return {"path": READ_PATH, "open_lots": size["open_lots"], "runs": runs}
+        for server, path in (("app", READ_PATH), ("constant", CONSTANT_PATH)):
+            log(f"S4 {server} reads c={c}, {S4_BIDS_PER_SECOND} bids/s beside")
+            bids: dict = {}
+            bidder = threading.Thread(
+                target=lambda out=bids: out.update(
+                    bidding(
+                        urls,
+                        seed["tokens"][-2 * S2_BIDDERS :],
+                        transport="ws",
+                        lot_id=lot_id,
+                        bidders=2,
+                        seconds=size["seconds"] + 1,
+                        t0=seed["t0"],
+                        rate=S4_BIDS_PER_SECOND,
+                    )
+                ),
+                daemon=True,
+            )
+            bidder.start()
+            runs[server].append(reading(urls, path, concurrency=c, seconds=size["seconds"]))
+            bidder.join(CLIENT_TIMEOUT)
+            background.append({"server": server, "concurrency": c, **bids})
+    queries = json.loads(manage(server_env(args), "-m", "bench.queries", READ_PATH))[READ_PATH]
+    return {
+        "path": READ_PATH,
+        "constant_path": CONSTANT_PATH,
+        "open_lots": size["open_lots"],
+        "bids_per_second": S4_BIDS_PER_SECOND,
+        "runs": runs["app"],
+        "constant": runs["constant"],
+        "bidding": [
+            {k: b.get(k) for k in ("server", "concurrency", "offered", "accepted", "rejected")} for b in background
+        ],
+        "queries_per_request": queries["queries"],
+    }
+
+
+def best_under(runs: list[dict], p99_limit_ms: float) -> dict | None:
+    """The run with the highest rate among those whose p99 stays under the limit."""
+    fitting = [r for r in runs if r["p99_ms"] is not None and r["p99_ms"] < p99_limit_ms]
+    return max(fitting, key=lambda r: r["rate"]) if fitting else None
 
 
 # --- Server metrics -------------------------------------------------------------
@@ -497,7 +739,95 @@ def verdicts(results: dict) -> list[dict]:
                     "met": met,
                 }
             )
+            if run["watchers"] == 1000:
+                limit = TARGETS["fanout_1000_p99_ms"]
+                out.append(
+                    {
+                        "target": f"S2 1,000 watchers x {run['rate']}/s: p99 ≤ {limit:.0f} ms",
+                        "measured": f"p99 {_ms_text(run['p99_ms'])} ms",
+                        "met": run["p99_ms"] is not None and run["p99_ms"] <= limit,
+                    }
+                )
+    out += s3_verdicts(results.get("s3"))
+    out += s4_verdicts(results.get("s4"))
     return out
+
+
+def _ms_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def s3_verdicts(s3: dict | None) -> list[dict]:
+    if not s3:
+        return []
+    app, base = s3["app"], s3["baseline"]
+    first = app[0]
+    per_process = first["open"] / s3["processes"]
+    goal = TARGETS["connections_per_process"]
+    out = [
+        {
+            "target": f"S3 ≥ {goal:,} idle connections per process",
+            "measured": f"{per_process:,.0f} per process opened of {s3['per_process']:,} asked"
+            + (f", failures {first['failed']}" if first["failed"] else ""),
+            "met": per_process >= goal,
+        }
+    ]
+    kib, base_kib = first["kib_per_connection"], base[0]["kib_per_connection"]
+    out.append(
+        {
+            "target": f"S3 ≤ {TARGETS['kib_per_connection']:.0f} KiB per connection",
+            "measured": f"{kib:.1f} KiB (baseline {base_kib:.1f} KiB)" if kib is not None else "no connections",
+            "met": kib is not None and kib <= TARGETS["kib_per_connection"],
+        }
+    )
+    if len(app) > 1:
+        kept = sum(app[-1]["rss_after_kib"]) - sum(app[-2]["rss_after_kib"])
+        per_connection = kept / max(app[-1]["open"], 1)
+        # Each process holds two waiting pools (channel layer, presence) of POOL_SIZE connections at most.
+        redis_bound = s3["processes"] * (2 * POOL_SIZE + 2)
+        redis_most = max(c["redis_clients"][k] for c in app for k in ("open", "after"))
+        out.append(
+            {
+                "target": "S3 no leak: the last ramp-and-close keeps no more memory than the one before; "
+                "Redis connections stay within the pools' bound",
+                "measured": f"{kept:+,} KiB after cycle {len(app)} vs {len(app) - 1} "
+                f"({per_connection:+.2f} KiB per connection), "
+                f"Redis connections at most {redis_most} (bound {redis_bound}), "
+                f"sockets still open after closing {app[-1]['server_open_after_close']}",
+                "met": per_connection <= LEAK_KIB_PER_CONNECTION
+                and redis_most <= redis_bound
+                and all(c["server_open_after_close"] == 0 for c in app),
+            }
+        )
+    return out
+
+
+def s4_verdicts(s4: dict | None) -> list[dict]:
+    if not s4:
+        return []
+    app, constant = best_under(s4["runs"], S4_P99_LIMIT_MS), best_under(s4["constant"], S4_P99_LIMIT_MS)
+    goal = TARGETS["reads_vs_constant"]
+    if app and constant:
+        ratio = app["rate"] / constant["rate"]
+        measured = (
+            f"{app['rate']:.0f}/s (c={app['concurrency']}) vs constant {constant['rate']:.0f}/s "
+            f"(c={constant['concurrency']}) = {ratio:.2f} x"
+        )
+    else:
+        ratio = None
+        measured = f"no concurrency kept p99 < {S4_P99_LIMIT_MS:.0f} ms (app: {bool(app)}, constant: {bool(constant)})"
+    return [
+        {
+            "target": f"S4 reads/s at p99 < {S4_P99_LIMIT_MS:.0f} ms ≥ {goal} x the constant response's",
+            "measured": measured,
+            "met": ratio is not None and ratio >= goal,
+        },
+        {
+            "target": f"S4 ≤ {TARGETS['queries_per_read']} queries per request",
+            "measured": f"{s4['queries_per_request']} queries",
+            "met": s4["queries_per_request"] <= TARGETS["queries_per_read"],
+        },
+    ]
 
 
 # --- Entry point -------------------------------------------------------------------
@@ -527,10 +857,10 @@ def machine() -> dict:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--quick", action="store_true", help="smaller sizes, ~3 minutes")
-    group.add_argument("--smoke", action="store_true", help="tiny sizes, < 30 s (the pytest smoke test)")
+    group.add_argument("--quick", action="store_true", help="smaller sizes, under 5 minutes")
+    group.add_argument("--smoke", action="store_true", help="tiny sizes, about 1 minute (the pytest smoke test)")
     parser.add_argument("--processes", type=int, default=2, help="daphne processes (default 2)")
-    parser.add_argument("--scenarios", default="s1,s2,s4", help="comma-separated: s1, s2, s4")
+    parser.add_argument("--scenarios", default="s1,s2,s3,s4", help="comma-separated: s1, s2, s3, s4")
     parser.add_argument(
         "--database-url",
         default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/auction_bench"),
@@ -543,6 +873,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    # `kill` stops the run through the same cleanup as an error: every child process is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     size = SIZES[mode]
     scenarios = {s.strip() for s in args.scenarios.split(",")}
@@ -554,6 +886,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "targets": TARGETS,
     }
+    # Inherited by the servers and every client process: S3 holds thousands of sockets each.
+    results["open_files_limit"] = clients.raise_open_files_limit()
     log(f"{mode} run: database {args.database_url}, redis {args.redis_url}, {args.processes} daphne processes")
     recreate_database(args.database_url)
     redis.Redis.from_url(args.redis_url).flushdb()
@@ -568,7 +902,13 @@ def main(argv: list[str] | None = None) -> int:
         urls = [url for url, _ in servers]
         results["server_pids"] = [pid for _, pid in servers]
         log(f"daphne pids {results['server_pids']} (for py-spy)")
-        for name, scenario in (("s1", scenario_s1), ("s2", scenario_s2), ("s4", scenario_s4)):
+        pids = results["server_pids"]
+        for name, scenario in (
+            ("s1", scenario_s1),
+            ("s2", scenario_s2),
+            ("s3", lambda *a: scenario_s3(*a, pids)),
+            ("s4", scenario_s4),
+        ):
             if name in scenarios:
                 before = server_metrics(urls)
                 results[name] = scenario(args, size, urls, seed)

@@ -43,12 +43,12 @@ def main() -> None:
 
     names = ["s1_ws", "s1_rest", "s2", "pgbench"]
     lots = {name: lot(f"bench {name}").id for name in names}
-    for i in range(open_lots):
-        lot(f"open lot {i}")
+    open_lot_ids = [lot(f"open lot {i}").id for i in range(open_lots)]
     print(
         json.dumps(
             {
                 "lots": lots,
+                "open_lots": open_lot_ids,
                 "user_ids": [u.id for u in users],
                 "tokens": [str(RefreshToken.for_user(u).access_token) for u in users],
             }

@@ -1,4 +1,4 @@
-"""A tiny run of `make bench`, so the benchmark cannot rot: S1 and S2 end to end in < 30 s."""
+"""A tiny run of `make bench`, so the benchmark cannot rot: S1 to S4 end to end (about 1 minute)."""
 
 import json
 import os
@@ -28,7 +28,7 @@ def test_smoke_run_measures_every_scenario_and_checks_invariants(tmp_path):
     command = [sys.executable, "-m", "bench", "--smoke", "--no-plots", "--out", str(tmp_path)]
     command += ["--database-url", bench_database_url(), "--redis-url", settings.REDIS_URL]
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
 
     (result_file,) = tmp_path.glob("*.json")
@@ -43,6 +43,17 @@ def test_smoke_run_measures_every_scenario_and_checks_invariants(tmp_path):
     assert app and baseline
     for run in app + baseline:
         assert run["events"] > 0 and run["delivered_share"] == 1.0 and run["in_order"], run
+    s3 = results["s3"]
+    for cycle in s3["app"]:
+        assert cycle["open"] == cycle["requested"] == cycle["server_open"], cycle
+        assert cycle["server_open_after_close"] == 0, cycle
+        assert cycle["kib_per_connection"] is not None and cycle["handshakes_per_s"] > 0, cycle
+    assert all(cycle["open"] == cycle["requested"] for cycle in s3["baseline"]), s3["baseline"]
+    s4 = results["s4"]
+    for run in s4["runs"] + s4["constant"]:
+        assert run["rate"] > 0 and not run["errors"], run
+    assert all(b["accepted"] for b in s4["bidding"]), s4["bidding"]
+    assert s4["queries_per_request"] <= 3
     assert results["verdicts"]
 
 

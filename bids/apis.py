@@ -5,6 +5,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from auction_site.exceptions import InvalidInput, NotFound
+from auction_site.openapi import ErrorSerializer
 from bids import selectors, services
 from bids.serializers import (
     BidInputSerializer,
@@ -105,7 +106,7 @@ class LotChatApi(generics.ListAPIView):
             raise NotFound("lot_not_found", "No such lot.")
         return selectors.list_chat_messages(lot_id=lot_id)
 
-    @extend_schema(request=ChatInputSerializer, responses={201: ChatMessageSerializer})
+    @extend_schema(request=ChatInputSerializer, responses={201: ChatMessageSerializer, 429: ErrorSerializer})
     def post(self, request: Request, lot_id: int) -> Response:
         serializer = ChatInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -12,6 +12,8 @@ import contextlib
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -29,7 +31,7 @@ from bids import selectors as bid_selectors
 from bids import services as bid_services
 from bids.events import auction_group, dumps, lot_group, lot_min_next_bid, user_group
 from bids.exceptions import BidRejected, InvalidBid
-from bids.presence import get_presence
+from bids.presence import get_announcer, get_presence
 from bids.serializers import BidSerializer, ChatMessageSerializer
 from lots import selectors as lot_selectors
 from lots import services as lot_services
@@ -78,7 +80,22 @@ def _user_context(user) -> dict[str, Any]:
     return {"viewer": user}
 
 
-@database_sync_to_async
+# The hot paths (a bid, a socket's join) run on PostgreSQL on a few threads of
+# their own, not on the one thread every consumer of a process shares
+# (Channels' thread-sensitive mode): bids on different lots and joins proceed
+# side by side, and bids on one lot still go one at a time behind its row lock.
+# SQLite takes one writer at a time, so there they keep the shared thread.
+HOT_PATH_THREADS = 4
+_hot_path_executor = ThreadPoolExecutor(HOT_PATH_THREADS, thread_name_prefix="hot-path")
+
+
+def _on_hot_path_threads(func):
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        return database_sync_to_async(func)
+    return database_sync_to_async(func, thread_sensitive=False, executor=_hot_path_executor)
+
+
+@_on_hot_path_threads
 def _lot_status(lot_id: int, user) -> dict[str, Any] | None:
     lot = lot_selectors.list_visible_lots(user=user).filter(pk=lot_id).first()
     if lot is None:
@@ -104,12 +121,12 @@ def _history(lot_id: int, limit: int) -> list[dict]:
     return BidSerializer(bids, many=True).data
 
 
-@database_sync_to_async
+@_on_hot_path_threads
 def _place_bid(**kwargs) -> bid_services.BidOutcome:
     return bid_services.place_bid(**kwargs)
 
 
-@database_sync_to_async
+@_on_hot_path_threads
 def _buy_now(**kwargs) -> bid_services.BidOutcome:
     return bid_services.buy_now(**kwargs)
 
@@ -142,6 +159,24 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
     """Text frames of JSON objects with a `type`; everything else gets an ERROR."""
 
     handlers: dict[str, str] = {}
+    rejoin_task: asyncio.Task | None = None
+    left = False
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception:
+            # A handler or the channel layer raised (Redis or the database away):
+            # daphne closes the socket with 1011 and no websocket.disconnect
+            # follows, so leave the rooms, counts and gauge here; else this
+            # channel would be re-joined and counted present forever.
+            if not self.left:
+                with contextlib.suppress(Exception):
+                    await self.disconnect(1011)
+            raise
+        finally:
+            if self.rejoin_task is not None:
+                self.rejoin_task.cancel()
 
     async def dispatch(self, message) -> None:
         # Channels hops to the database thread to close stale connections
@@ -165,6 +200,19 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
     async def send_error(self, code: str, message: str, **extra: Any) -> None:
         await self.send_json({"type": "ERROR", "code": code, "message": message, **extra})
 
+    async def join_group(self, group: str) -> None:
+        """Join `group` and keep re-joining: the layer drops members older than its group expiry."""
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.rejoin_task = asyncio.get_running_loop().create_task(self._rejoin_forever(group))
+
+    async def _rejoin_forever(self, group: str) -> None:
+        while True:
+            await asyncio.sleep(settings.WS_GROUP_REFRESH_SECONDS)
+            try:
+                await self.channel_layer.group_add(group, self.channel_name)
+            except Exception:  # Redis away: this socket's receive fails and closes it anyway.
+                logger.warning("re-joining %s failed", group)
+
     def watch_token_expiry(self) -> None:
         """Close with 4401 when the access token that opened the socket expires."""
         expires_at = self.scope.get("auth_expires_at")
@@ -178,9 +226,14 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
         await self.close(code=CLOSE_UNAUTHORIZED)
 
     async def disconnect(self, code) -> None:
+        self.left = True
         WEBSOCKETS_OPEN.labels(type(self).__name__).dec()
         if self.expiry_task is not None:
             self.expiry_task.cancel()
+        # Group messages still on their way to this socket are dropped, not buffered forever.
+        forget_channel = getattr(self.channel_layer, "forget_channel", None)
+        if forget_channel is not None:
+            forget_channel(self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         size = len(bytes_data) if text_data is None else len(text_data.encode())
@@ -194,9 +247,10 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
             await self.send_error("rate_limited", "Too many messages; slow down.")
             return
         try:
-            # Numbers stay exact: floats arrive as their literal text, and NaN or
-            # Infinity as names the amount check refuses.
-            frame = json.loads(text_data, parse_float=str, parse_constant=str)
+            # Numbers stay exact: floats arrive as Decimals, and NaN or Infinity as
+            # Decimals the amount check refuses; never as strings, which a
+            # request_id or a chat text would take.
+            frame = json.loads(text_data, parse_float=Decimal, parse_constant=Decimal)
         except (ValueError, RecursionError):
             await self.send_error("invalid_json", "The frame is not valid JSON.")
             return
@@ -215,7 +269,9 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
             await self.send_error(exc.code, exc.message)
         except (OperationalError, InterfaceError):
             logger.warning("database unavailable during %s", frame["type"])
-            await self.send_error("service_unavailable", "The service is briefly unavailable; retry shortly.")
+            # A bid's answer names its request_id, so the client retries that bid with it.
+            bid = {"request_id": frame.get("request_id")} if frame["type"] in ("NEW_BID", "BUY_NOW") else {}
+            await self.send_error("service_unavailable", "The service is briefly unavailable; retry shortly.", **bid)
 
     async def ping(self, frame: dict) -> None:
         await self.send_json({"type": "PONG", "server_time": timezone.now()})
@@ -231,7 +287,11 @@ def _request_id(frame: dict) -> str | None:
     request_id = frame.get("request_id")
     if request_id is None:
         return None
-    if not isinstance(request_id, str) or not 1 <= len(request_id) <= MAX_REQUEST_ID:
+    if (
+        not isinstance(request_id, str)
+        or not 1 <= len(request_id) <= MAX_REQUEST_ID
+        or not bid_services.storable_text(request_id)
+    ):
         raise ProtocolError("invalid_request_id", f"request_id must be a string of 1 to {MAX_REQUEST_ID} characters.")
     return request_id
 
@@ -272,7 +332,7 @@ class LotConsumer(JsonFrameConsumer):
             return
         # Join before reading the state: an event committed in between is
         # then either in the snapshot (and dropped by seq) or delivered.
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.join_group(self.group)
         self.joined = True
         status = await _lot_status(self.lot_id, user)
         if status is None:
@@ -282,7 +342,7 @@ class LotConsumer(JsonFrameConsumer):
         self.watch_token_expiry()
         self.present = True
         count = await get_presence().join(self.group, self.channel_name)
-        await self.channel_layer.group_send(self.group, {"type": "lot.presence", "count": count})
+        await get_announcer().announce(self.channel_layer, self.group, count)
 
     async def _send_initial_state(self, status: dict) -> None:
         since = _query_param(self.scope, "since")
@@ -314,12 +374,13 @@ class LotConsumer(JsonFrameConsumer):
         if self.gap_task is not None:
             self.gap_task.cancel()
         if getattr(self, "joined", False):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            with contextlib.suppress(Exception):  # Redis away: the group expiry drops the channel.
+                await self.channel_layer.group_discard(self.group, self.channel_name)
         if not getattr(self, "present", False):
             return
         with contextlib.suppress(Exception):  # A lost count must not break the close.
             count = await get_presence().leave(self.group, self.channel_name)
-            await self.channel_layer.group_send(self.group, {"type": "lot.presence", "count": count})
+            await get_announcer().announce(self.channel_layer, self.group, count)
 
     # --- Events from the group: forwarded in seq order ----------------------
 
@@ -407,6 +468,8 @@ class LotConsumer(JsonFrameConsumer):
                 "code": exc.code,
                 "message": exc.message,
                 "min_next_bid": exc.extra.get("min_next_bid"),
+                # Only for `rate_limited`: the seconds until bids are counted afresh.
+                **({"retry_after": exc.extra["retry_after"]} if "retry_after" in exc.extra else {}),
             }
         )
 
@@ -489,7 +552,7 @@ class AuctionConsumer(JsonFrameConsumer):
             return
         slug = self.scope["url_route"]["kwargs"]["slug"]
         group = auction_group(slug)
-        await self.channel_layer.group_add(group, self.channel_name)
+        await self.join_group(group)
         self.group = group
         status = await _auction_status(slug, user)
         if status is None:
@@ -520,7 +583,7 @@ class NotificationConsumer(JsonFrameConsumer):
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
         self.group = user_group(user.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.join_group(self.group)
         self.watch_token_expiry()
 
     async def disconnect(self, code) -> None:

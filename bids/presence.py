@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import weakref
 from collections import defaultdict
 
 from django.conf import settings
 
+logger = logging.getLogger(__name__)
+
 PRESENCE_TTL_SECONDS = 60
 REFRESH_EVERY_SECONDS = 20
+# At most one USERS_COUNT per room per process in this time: a count sent to
+# every watcher on every join is O(watchers²) frames while a room fills.
+PRESENCE_BROADCAST_INTERVAL_SECONDS = 0.25
 
 
 class MemoryPresence:
@@ -36,12 +42,18 @@ class MemoryPresence:
             self.members.pop(room, None)
         return count
 
+    async def count(self, room: str) -> int:
+        return len(self.members.get(room, ()))
+
 
 class RedisPresence:
     def __init__(self, url: str) -> None:
         import redis.asyncio as redis
 
-        self.redis = redis.Redis.from_url(url)
+        from auction_site.channel_layer import blocking_pool
+
+        # A burst of joins waits for a free connection instead of failing past the pool's size.
+        self.redis = redis.Redis(connection_pool=blocking_pool(url))
         self.local: dict[str, set[str]] = defaultdict(set)
         self.refresher: asyncio.Task | None = None
 
@@ -72,6 +84,10 @@ class RedisPresence:
             pipe.zrem(self.key(room), channel)
             return await self._count(pipe, room)
 
+    async def count(self, room: str) -> int:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            return await self._count(pipe, room)
+
     def _ensure_refresher(self) -> None:
         if self.refresher is None or self.refresher.done():
             self.refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
@@ -88,10 +104,58 @@ class RedisPresence:
                     await pipe.execute()
 
 
+class PresenceAnnouncer:
+    """Sends a room's watcher count to the room, at most once per interval, always ending with the latest count.
+
+    The first change after a quiet interval is sent at once with the count it
+    produced; changes within the interval are folded into one send at its end,
+    which reads the count when it goes out, so the last change is never lost.
+    """
+
+    def __init__(self, presence: MemoryPresence | RedisPresence, interval: float) -> None:
+        self.presence, self.interval = presence, interval
+        self.last_sent: dict[str, float] = {}
+        self.scheduled: dict[str, asyncio.Task] = {}
+
+    async def announce(self, layer, room: str, count: int) -> None:
+        if room in self.scheduled:
+            return  # The scheduled send reads the count when it goes out.
+        loop = asyncio.get_running_loop()
+        wait = self.last_sent.get(room, -self.interval) + self.interval - loop.time()
+        if wait > 0:
+            self.scheduled[room] = loop.create_task(self._send_later(layer, room, wait))
+            return
+        self._sent(room)
+        await layer.group_send(room, {"type": "lot.presence", "count": count})
+
+    def _sent(self, room: str) -> None:
+        loop = asyncio.get_running_loop()
+        sent_at = self.last_sent[room] = loop.time()
+        # Forget quiet rooms, so the map holds only the rooms of the last interval.
+        loop.call_later(self.interval, self._forget, room, sent_at)
+
+    def _forget(self, room: str, sent_at: float) -> None:
+        if self.last_sent.get(room) == sent_at:
+            del self.last_sent[room]
+
+    async def _send_later(self, layer, room: str, wait: float) -> None:
+        try:
+            await asyncio.sleep(wait)
+        finally:
+            del self.scheduled[room]
+        self._sent(room)
+        try:
+            count = await self.presence.count(room)
+            await layer.group_send(room, {"type": "lot.presence", "count": count})
+        except Exception:  # Redis away: the next join or leave sends a fresh count.
+            logger.warning("watcher count of %s not sent", room, exc_info=True)
+
+
 # Keyed by the loop itself: a new loop may reuse a closed one's id().
 _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MemoryPresence | RedisPresence] = (
     weakref.WeakKeyDictionary()
 )
+_announcers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PresenceAnnouncer] = weakref.WeakKeyDictionary()
 
 
 def get_presence() -> MemoryPresence | RedisPresence:
@@ -102,3 +166,13 @@ def get_presence() -> MemoryPresence | RedisPresence:
         tracker = RedisPresence(settings.REDIS_URL) if settings.REDIS_URL else MemoryPresence()
         _by_loop[loop] = tracker
     return tracker
+
+
+def get_announcer() -> PresenceAnnouncer:
+    """One announcer per event loop, over that loop's presence tracker."""
+    loop = asyncio.get_running_loop()
+    announcer = _announcers.get(loop)
+    if announcer is None:
+        announcer = PresenceAnnouncer(get_presence(), PRESENCE_BROADCAST_INTERVAL_SECONDS)
+        _announcers[loop] = announcer
+    return announcer

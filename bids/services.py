@@ -136,7 +136,12 @@ def _plan_challenge(*, lot: Lot, bidder, amount: Decimal, ceiling: Decimal, key,
         planned = []
         if leader_max > lot.current_price:
             planned.append(PlannedBid(row(leader, leader_max, is_proxy=True), leader))
-        price = max(amount, min(ceiling, leader_max + increment_for(leader_max, lot.bid_increment)))
+        price = max(
+            amount,
+            min(
+                ceiling, leader_max + increment_for(leader_max, lot.bid_increment, places=currency_places(lot.currency))
+            ),
+        )
         price = _with_reserve(lot, price, ceiling)
         planned.append(PlannedBid(row(bidder, price, max_amount=own_max, own=True), bidder))
         return planned
@@ -144,7 +149,7 @@ def _plan_challenge(*, lot: Lot, bidder, amount: Decimal, ceiling: Decimal, key,
     # The leader's maximum covers the challenge: the challenger is outbid at
     # once and the leader's proxy answers one increment above, within its max.
     planned = [PlannedBid(row(bidder, amount, max_amount=own_max, own=True), leader)]
-    answer = min(leader_max, ceiling + increment_for(ceiling, lot.bid_increment))
+    answer = min(leader_max, ceiling + increment_for(ceiling, lot.bid_increment, places=currency_places(lot.currency)))
     if answer > amount:
         planned.append(PlannedBid(row(leader, answer, is_proxy=True), leader))
     # Otherwise the challenge equals the leader's maximum: the earlier maximum
@@ -193,11 +198,16 @@ def _apply(*, lot: Lot, planned: list[PlannedBid], outbox: Outbox, now: datetime
 
 def _insert_guarded(*, bidder, idempotency_key: str | None, insert) -> None:
     """Run the insert; a key taken meanwhile on another lot is a conflict."""
+    if not idempotency_key:
+        # No key to tell a conflict by: any IntegrityError fails the whole bid,
+        # so the savepoint (two round trips inside the lot's lock) is skipped.
+        insert()
+        return
     try:
         with transaction.atomic():
             insert()
     except IntegrityError:
-        if idempotency_key and Bid.objects.filter(bidder=bidder, idempotency_key=idempotency_key).exists():
+        if Bid.objects.filter(bidder=bidder, idempotency_key=idempotency_key).exists():
             raise BidRejected(
                 "idempotency_conflict", "This idempotency key was already used for a different request."
             ) from None

@@ -2,6 +2,7 @@
 
 import pytest
 from channels.layers import get_channel_layer
+from channels_redis.core import RedisChannelLayer
 from django.conf import settings
 
 from conftest import ON_SERVICES
@@ -62,7 +63,7 @@ def test_unavailable_without_the_channel_layer(api_client, settings):
 def test_healthy_on_postgresql_and_redis(api_client):
     assert ON_SERVICES
     assert settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
-    assert type(get_channel_layer()).__name__ == "RedisChannelLayer"
+    assert isinstance(get_channel_layer(), RedisChannelLayer)
 
     for _ in range(2):
         response = api_client.get(HEALTH)

@@ -8,6 +8,7 @@ import os
 import random
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -317,3 +318,154 @@ class TcpProxy:
                 sink.sendall(data)
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
+
+
+# --- Private servers that fault tests stop, kill and restart ------------------------------------
+
+UNDER_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _missing(what: str) -> None:
+    """Skip (fail under CI, where every services test must run) when a server binary is absent."""
+    import pytest
+
+    if UNDER_CI:
+        pytest.fail(f"{what} is not installed")
+    pytest.skip(f"{what} is not installed")
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, on its own port, killed and restarted at will."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            _missing("redis-server")
+        self.binary = binary
+        self.port = free_ports(1)
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_listening(self.port, self.process, BASE_DIR / "README.md", timeout=10)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own (trust auth, socket in its directory), stopped and started at will.
+
+    initdb refuses to run as root, so as root the cluster belongs to `postgres`.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        bin_dir = POSTGRES_BIN if (POSTGRES_BIN / "initdb").exists() else None
+        if bin_dir is None and shutil.which("initdb"):
+            bin_dir = Path(shutil.which("initdb")).parent
+        if bin_dir is None:
+            _missing("PostgreSQL's initdb")
+        self.bin = bin_dir
+        self.directory = directory
+        self.data = directory / "data"
+        self.port = free_ports(1)
+        self.as_owner: list[str] = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.as_owner:
+            shutil.chown(directory, "postgres")
+            directory.chmod(0o700)
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8")
+
+    def url(self, name: str) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run([*self.as_owner, str(self.bin / tool), *args], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.directory / "log"), "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+    def create_database(self, name: str) -> None:
+        self._run("createdb", "-h", str(self.directory), "-p", str(self.port), "-U", "postgres", name)
+
+
+# --- Independent `manage.py serve` processes: one can be killed without taking the others ------
+
+
+@dataclass
+class WebProcess:
+    process: subprocess.Popen
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def rss_kib(self) -> int:
+        """The process's resident memory, from /proc."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE).group(1))
+
+
+@contextlib.contextmanager
+def serve_web(tmp_path: Path, static_root: Path, count: int, **env: str):
+    """`count` separate `manage.py serve --no-clock` processes (production settings) on the test database."""
+    environment = production_env(
+        DATABASE_URL=database_url_for_processes(),
+        REDIS_URL=settings.REDIS_URL,
+        STATIC_ROOT=str(static_root),
+        MEDIA_ROOT=str(tmp_path / "media"),
+    )
+    environment.update(env)
+    base_port = free_ports(count)
+    web: list[WebProcess] = []
+    try:
+        for number in range(count):
+            port = base_port + number
+            log = tmp_path / f"web-{port}.log"
+            with log.open("w") as output:
+                process = subprocess.Popen(
+                    [*MANAGE, "serve", "--host", "127.0.0.1", "--port", str(port), "--no-clock"],
+                    env=environment,
+                    cwd=BASE_DIR,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )
+            web.append(WebProcess(process, port, log))
+        for one in web:
+            wait_listening(one.port, one.process, one.log, timeout=60)
+        yield web
+    except BaseException:
+        for one in web:
+            print(f"--- web {one.port} (exit code {one.process.poll()}) ---\n{one.output()[-4000:]}")
+        raise
+    finally:
+        for one in web:
+            stop(one.process)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from datetime import timedelta
@@ -34,9 +33,6 @@ from auction_site.tests.servers import (
     wait_until,
     ws_connect,
 )
-
-UNDER_CI = os.environ.get("CI", "").lower() == "true"
-
 
 # --- PostgreSQL away ------------------------------------------------------------------------
 
@@ -129,44 +125,6 @@ def test_throttled_endpoints_answer_503_when_redis_is_down(api_client, settings)
     assert response.status_code == 503
     assert response.json()["code"] == "service_unavailable"
     assert response["Retry-After"] == "2"
-
-
-class PrivateRedis:
-    """A redis-server of the test's own, on its own port, killed and restarted at will."""
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            if UNDER_CI:
-                pytest.fail("redis-server is not installed")
-            pytest.skip("redis-server is not installed")
-        self.binary = binary
-        self.port = free_ports(1)
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )
-        wait_listening(self.port, self.process, BASE_DIR / "README.md", timeout=10)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(5)
-
-
-@pytest.fixture
-def private_redis():
-    redis = PrivateRedis()
-    redis.start()
-    yield redis
-    redis.kill()
 
 
 @pytest.mark.services

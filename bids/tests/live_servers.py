@@ -7,6 +7,8 @@ Each process serves `auction_site.asgi:application` on a free port; the
 context manager returns once every /api/health/ answers 200, and always
 stops the processes on the way out. An exception raised inside the block
 carries the servers' stderr as a note, so a failure shows what they logged.
+`live_server_processes` yields the `Server`s themselves, for tests that read
+what the processes wrote (`Server.output()`: stdout and stderr together).
 """
 
 from __future__ import annotations
@@ -108,6 +110,13 @@ def logs(servers: list[Server]) -> str:
 @contextmanager
 def live_servers(count: int, *, env: dict[str, str]) -> Iterator[list[str]]:
     """Start `count` daphne processes with `env` added to this one's; yield their base URLs."""
+    with live_server_processes(count, env=env) as servers:
+        yield [s.url for s in servers]
+
+
+@contextmanager
+def live_server_processes(count: int, *, env: dict[str, str]) -> Iterator[list[Server]]:
+    """Like `live_servers`, but yield the `Server`s, whose output the caller may read."""
     process_env = {**os.environ, "DEBUG": "1", "PYTHONUNBUFFERED": "1", **env}
     process_env.pop("DJANGO_SETTINGS_MODULE", None)  # asgi.py sets the project's own.
     servers: list[Server] = []
@@ -127,7 +136,7 @@ def live_servers(count: int, *, env: dict[str, str]) -> Iterator[list[str]]:
                 waiting = [s for s in waiting if not s.healthy()]
                 if waiting:
                     time.sleep(0.1)
-            yield [s.url for s in servers]
+            yield servers
         except BaseException as exc:
             exc.add_note(logs(servers))
             raise

@@ -6,6 +6,7 @@ from daphne.server import Server
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from auction_site.daphne_protocol import BoundedSendWebSocketProtocol
 from auction_site.logs import access_log
 
 logger = logging.getLogger("auction_site.serve")
@@ -52,11 +53,18 @@ class Command(BaseCommand):
             "proxy_forwarded_port_header": "X-Forwarded-Port",
             "proxy_forwarded_proto_header": "X-Forwarded-Proto",
         }
-        Server(
+
+        def ready() -> None:
+            server.ws_factory.protocol = BoundedSendWebSocketProtocol
+            if with_clock:
+                start_clock()
+
+        server = Server(
             application=application,
             endpoints=build_endpoint_description_strings(host=host, port=port),
             # Daphne's own access log writes the full URI, query string and all.
             action_logger=None if no_access_log else access_log,
-            ready_callable=start_clock if with_clock else None,
+            ready_callable=ready,
             **(forwarded if proxy_headers else {}),
-        ).run()
+        )
+        server.run()
