@@ -12,6 +12,7 @@ from decimal import Decimal
 import pytest
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connections
 from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
@@ -62,6 +63,24 @@ def pytest_runtest_logreport(report):
 
 def pytest_configure(config):
     pytest_runtest_logreport.config = config
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_database_connections(django_db_setup, django_db_blocker):
+    # PostgreSQL refuses to drop the test database while connections to it are
+    # open: the pool's, and those that helper threads (asgiref's executors)
+    # still hold. They are closed here, before django_db_setup drops it.
+    yield
+    with django_db_blocker.unblock():
+        connection = connections["default"]
+        if connection.vendor != "postgresql":
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        connection.close_pool()
 
 
 @pytest.fixture(autouse=True)

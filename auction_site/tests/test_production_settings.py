@@ -8,6 +8,8 @@ import secrets
 import string
 import subprocess
 
+import pytest
+
 from auction_site.tests.servers import BASE_DIR, MANAGE, production_env
 
 
@@ -34,6 +36,7 @@ def deploy_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.reliability
 def test_check_deploy_is_clean_with_production_env():
     result = manage("check", "--deploy", "--fail-level", "WARNING", **deploy_env())
 
