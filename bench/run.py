@@ -788,7 +788,8 @@ def s3_verdicts(s3: dict | None) -> list[dict]:
         redis_most = max(c["redis_clients"][k] for c in app for k in ("open", "after"))
         out.append(
             {
-                "target": "S3 no leak: the last ramp-and-close keeps no more memory than the one before; "
+                "target": f"S3 no leak: the last ramp-and-close keeps at most {LEAK_KIB_PER_CONNECTION:g} KiB "
+                "per connection more than the one before (the allocator's fragmentation, not growth); "
                 "Redis connections stay within the pools' bound",
                 "measured": f"{kept:+,} KiB after cycle {len(app)} vs {len(app) - 1} "
                 f"({per_connection:+.2f} KiB per connection), "
