@@ -159,12 +159,20 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
     """Text frames of JSON objects with a `type`; everything else gets an ERROR."""
 
     handlers: dict[str, str] = {}
+    expiry_task: asyncio.Task | None = None
     rejoin_task: asyncio.Task | None = None
-    left = False
+    counted = left = False
 
     async def __call__(self, scope, receive, send) -> None:
         try:
             await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            # daphne cancels an application still running `application_close_timeout`
+            # after its socket closed (one stuck on an unreachable Redis, say). Settle
+            # this process's own books without waiting on anything; the socket's
+            # group and presence entries in Redis lapse on their own.
+            self.leave_locally()
+            raise
         except Exception:
             # A handler or the channel layer raised (Redis or the database away):
             # daphne closes the socket with 1011 and no websocket.disconnect
@@ -174,9 +182,6 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
                 with contextlib.suppress(Exception):
                     await self.disconnect(1011)
             raise
-        finally:
-            if self.rejoin_task is not None:
-                self.rejoin_task.cancel()
 
     async def dispatch(self, message) -> None:
         # Channels hops to the database thread to close stale connections
@@ -189,9 +194,9 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
         await super().dispatch(message)
 
     async def websocket_connect(self, message) -> None:
-        self.expiry_task: asyncio.Task | None = None
         self.bucket = TokenBucket(settings.WS_MESSAGES_PER_SECOND, settings.WS_MESSAGE_BURST)
         WEBSOCKETS_OPEN.labels(type(self).__name__).inc()
+        self.counted = True
         await super().websocket_connect(message)
 
     async def send_json(self, payload: dict[str, Any]) -> None:
@@ -225,15 +230,23 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
         await asyncio.sleep(max(delay, 0))
         await self.close(code=CLOSE_UNAUTHORIZED)
 
-    async def disconnect(self, code) -> None:
+    def leave_locally(self) -> None:
+        """Settle this process's own books for the socket (gauge, timers, buffers); no I/O, once."""
+        if self.left:
+            return
         self.left = True
-        WEBSOCKETS_OPEN.labels(type(self).__name__).dec()
-        if self.expiry_task is not None:
-            self.expiry_task.cancel()
+        if self.counted:
+            WEBSOCKETS_OPEN.labels(type(self).__name__).dec()
+        for task in (self.expiry_task, self.rejoin_task):
+            if task is not None:
+                task.cancel()
         # Group messages still on their way to this socket are dropped, not buffered forever.
         forget_channel = getattr(self.channel_layer, "forget_channel", None)
         if forget_channel is not None:
             forget_channel(self.channel_name)
+
+    async def disconnect(self, code) -> None:
+        self.leave_locally()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         size = len(bytes_data) if text_data is None else len(text_data.encode())
@@ -369,10 +382,17 @@ class LotConsumer(JsonFrameConsumer):
             }
         )
 
+    def leave_locally(self) -> None:
+        if not self.left:
+            if getattr(self, "gap_task", None) is not None:
+                self.gap_task.cancel()
+            if getattr(self, "present", False):
+                # No longer refreshed by this process: the Redis entry lapses unless leave() removes it.
+                get_presence().forget(self.group, self.channel_name)
+        super().leave_locally()
+
     async def disconnect(self, code) -> None:
         await super().disconnect(code)
-        if self.gap_task is not None:
-            self.gap_task.cancel()
         if getattr(self, "joined", False):
             with contextlib.suppress(Exception):  # Redis away: the group expiry drops the channel.
                 await self.channel_layer.group_discard(self.group, self.channel_name)

@@ -35,12 +35,15 @@ class MemoryPresence:
         self.members[room].add(channel)
         return len(self.members[room])
 
-    async def leave(self, room: str, channel: str) -> int:
+    def forget(self, room: str, channel: str) -> None:
+        """Drop the channel at once, without I/O (a socket whose consumer was cancelled)."""
         self.members[room].discard(channel)
-        count = len(self.members[room])
-        if not count:
+        if not self.members[room]:
             self.members.pop(room, None)
-        return count
+
+    async def leave(self, room: str, channel: str) -> int:
+        self.forget(room, channel)
+        return len(self.members.get(room, ()))
 
     async def count(self, room: str) -> int:
         return len(self.members.get(room, ()))
@@ -76,10 +79,14 @@ class RedisPresence:
             pipe.zadd(self.key(room), {channel: time.time() + PRESENCE_TTL_SECONDS})
             return await self._count(pipe, room)
 
-    async def leave(self, room: str, channel: str) -> int:
+    def forget(self, room: str, channel: str) -> None:
+        """Stop refreshing the channel's entry, without I/O: it lapses within PRESENCE_TTL_SECONDS."""
         self.local[room].discard(channel)
         if not self.local[room]:
             self.local.pop(room, None)
+
+    async def leave(self, room: str, channel: str) -> int:
+        self.forget(room, channel)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zrem(self.key(room), channel)
             return await self._count(pipe, room)
