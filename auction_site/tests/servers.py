@@ -75,6 +75,18 @@ def production_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def start_serve(port: int, env: dict[str, str], log: Path, *options: str) -> subprocess.Popen:
+    """`manage.py serve` on 127.0.0.1:`port` with `options`, its output written to `log`."""
+    with log.open("w") as output:
+        return subprocess.Popen(
+            [*MANAGE, "serve", "--host", "127.0.0.1", "--port", str(port), *options],
+            env=env,
+            cwd=BASE_DIR,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+
+
 def wait_listening(port: int, process: subprocess.Popen, log: Path, timeout: float = 40) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -450,15 +462,7 @@ def serve_web(tmp_path: Path, static_root: Path, count: int, **env: str):
         for number in range(count):
             port = base_port + number
             log = tmp_path / f"web-{port}.log"
-            with log.open("w") as output:
-                process = subprocess.Popen(
-                    [*MANAGE, "serve", "--host", "127.0.0.1", "--port", str(port), "--no-clock"],
-                    env=environment,
-                    cwd=BASE_DIR,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                )
-            web.append(WebProcess(process, port, log))
+            web.append(WebProcess(start_serve(port, environment, log, "--no-clock"), port, log))
         for one in web:
             wait_listening(one.port, one.process, one.log, timeout=60)
         yield web

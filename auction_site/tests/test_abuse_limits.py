@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import math
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,11 +34,11 @@ from auction_site.ratelimit import CLOSE_TOO_MANY_CONNECTIONS, take_allowance
 from auction_site.tests.reliability import FULL, size
 from auction_site.tests.servers import (
     BASE_DIR,
-    MANAGE,
     database_url_for_processes,
     free_ports,
     http,
     production_env,
+    start_serve,
     stop,
     wait_listening,
     ws_connect,
@@ -395,14 +394,7 @@ def test_behind_the_proxy_the_forwarded_address_is_counted(tmp_path, make_lot):
         WS_CONNECTIONS_PER_IP="1",
     )
     log = tmp_path / "serve.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [*MANAGE, "serve", "--host", "127.0.0.1", "--port", str(port), "--no-clock", "--proxy-headers"],
-            env=env,
-            cwd=BASE_DIR,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_serve(port, env, log, "--no-clock", "--proxy-headers")
     try:
         wait_listening(port, process, log)
         url, origin = f"ws://127.0.0.1:{port}/ws/lots/{lot.pk}/", f"http://127.0.0.1:{port}"

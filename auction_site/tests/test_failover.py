@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from datetime import timedelta
 
@@ -17,8 +16,6 @@ import pytest
 from django.conf import settings
 
 from auction_site.tests.servers import (
-    BASE_DIR,
-    MANAGE,
     TcpProxy,
     create_lot,
     database_url_for_processes,
@@ -28,6 +25,7 @@ from auction_site.tests.servers import (
     production_env,
     register_and_log_in,
     serve_prod,
+    start_serve,
     stop,
     wait_listening,
     wait_until,
@@ -46,14 +44,7 @@ def test_a_server_without_its_database_answers_503_with_codes(tmp_path):
     )
     port = free_ports(1)
     log = tmp_path / "server.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [*MANAGE, "serve", "--host", "127.0.0.1", "--port", str(port), "--no-clock"],
-            env=env,
-            cwd=BASE_DIR,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_serve(port, env, log, "--no-clock")
     try:
         wait_listening(port, process, log)
         base = f"http://127.0.0.1:{port}"

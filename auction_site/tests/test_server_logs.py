@@ -23,6 +23,7 @@ from auction_site.tests.servers import (
     json_lines,
     production_env,
     register_and_log_in,
+    start_serve,
     stop,
     wait_listening,
     ws_connect,
@@ -38,14 +39,7 @@ def server(tmp_path_factory, static_root):
     subprocess.run([*MANAGE, "migrate", "--noinput", "-v0"], env=env, cwd=BASE_DIR, check=True, capture_output=True)
     port = free_ports(1)
     log = workdir / "server.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [*MANAGE, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=BASE_DIR,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_serve(port, env, log)
     try:
         wait_listening(port, process, log)
         yield f"127.0.0.1:{port}", log
