@@ -75,25 +75,27 @@ def _first_message(detail: Any) -> str:
     return str(detail) or "Invalid input."
 
 
+def _unavailable_service(exc: Exception) -> str | None:
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return "database"
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+        return "redis"
+    return None
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DomainError):
         retry_after = exc.extra.get("retry_after")
         headers = None if retry_after is None else {"Retry-After": str(retry_after)}
         return Response(exc.as_dict(), status=exc.status_code, headers=headers)
-    if isinstance(exc, (OperationalError, InterfaceError)):
-        # The database is unreachable or restarting: tell the client to retry
-        # rather than answering 500.
-        logger.warning("database unavailable: %s", type(exc).__name__)
+    unavailable = _unavailable_service(exc)
+    if unavailable is not None:
+        # The database or Redis (cache, throttles, tickets) is unreachable or
+        # restarting: tell the client to retry rather than answering 500.
+        logger.warning("%s unavailable: %s", unavailable, type(exc).__name__)
+        detail = "The database is unavailable" if unavailable == "database" else "A backing service is unavailable"
         return Response(
-            {"code": "service_unavailable", "detail": "The database is unavailable; retry shortly."},
-            status=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": "2"},
-        )
-    if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
-        # Redis (cache, throttles, tickets) is unreachable: the same answer.
-        logger.warning("redis unavailable: %s", type(exc).__name__)
-        return Response(
-            {"code": "service_unavailable", "detail": "A backing service is unavailable; retry shortly."},
+            {"code": "service_unavailable", "detail": f"{detail}; retry shortly."},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": "2"},
         )

@@ -44,8 +44,7 @@ def take_allowance(key: str, *, limit: int, window: int) -> int:
     index = int(now // window)
     counter = f"allowance:{key}:{index}"
     try:
-        cache.add(counter, 0, timeout=window + 30)
-        count = cache.incr(counter)
+        count = _count(counter, timeout=window + 30)
     except REDIS_AWAY as exc:
         logger.warning("rate limit %s not counted: redis unavailable (%s)", key, type(exc).__name__)
         return 0
@@ -55,6 +54,18 @@ def take_allowance(key: str, *, limit: int, window: int) -> int:
     if count <= limit:
         return 0
     return max(1, math.ceil((index + 1) * window - now))
+
+
+def _count(counter: str, *, timeout: int) -> int:
+    """Add one to `counter`; the window's first action creates it (`add` is SET NX: once, whoever races).
+
+    Counting first spares every later action of the window the `add` round trip.
+    """
+    try:
+        return cache.incr(counter)
+    except ValueError:
+        cache.add(counter, 0, timeout=timeout)
+        return cache.incr(counter)
 
 
 class ConnectionLimitMiddleware(BaseMiddleware):

@@ -146,6 +146,17 @@ def markdown(results: dict, *, plots: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def _save(fig, stem: Path, scenario: str) -> Path:
+    """Write `fig` next to the results as `<stem>-<scenario>.png` and release it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = stem.with_name(f"{stem.name}-{scenario}.png")
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def plots(results: dict, stem: Path) -> list[Path]:
     import matplotlib
 
@@ -171,11 +182,7 @@ def plots(results: dict, stem: Path) -> list[Path]:
         right.set(xlabel="concurrency", ylabel="accepted bids/s", xscale="log", title="S1 throughput")
         left.legend(fontsize=7)
         right.legend(fontsize=7)
-        fig.tight_layout()
-        path = stem.with_name(stem.name + "-s1.png")
-        fig.savefig(path)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, stem, "s1"))
     s2 = results.get("s2")
     if s2:
         fig, ax = plt.subplots(figsize=(6, 3.6), dpi=80)
@@ -204,11 +211,7 @@ def plots(results: dict, stem: Path) -> list[Path]:
             title="S2 fan-out latency vs bid rate",
         )
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = stem.with_name(stem.name + "-s2.png")
-        fig.savefig(path)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, stem, "s2"))
     s4 = results.get("s4")
     if s4:
         fig, ax = plt.subplots(figsize=(6, 3.6), dpi=80)
@@ -221,11 +224,7 @@ def plots(results: dict, stem: Path) -> list[Path]:
         ax.axhline(50, color="r", linewidth=0.5)
         ax.set(xlabel="reads/s", ylabel="latency ms", yscale="log", title="S4 reads: latency vs throughput")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = stem.with_name(stem.name + "-s4.png")
-        fig.savefig(path)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, stem, "s4"))
     return written
 
 

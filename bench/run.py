@@ -150,6 +150,17 @@ def manage(env: dict[str, str], *command: str) -> str:
 # --- Client processes -----------------------------------------------------------
 
 
+def gather(queue, processes, *, timeout: float, failing: str) -> list:
+    """One message per client process from `queue`, in arrival order; a process's error fails the phase."""
+    messages = []
+    for _ in processes:
+        kind, detail = queue.get(timeout=timeout)
+        if kind == "error":
+            raise RuntimeError(f"{failing}: {detail}")
+        messages.append(detail)
+    return messages
+
+
 def run_clients(target, params_list: list[dict], *, timeout: float = CLIENT_TIMEOUT) -> list[dict]:
     """Start one process per params, wait until each is connected, say go, and collect their results."""
     ready, out, go = _ctx.Queue(), _ctx.Queue(), _ctx.Event()
@@ -157,18 +168,9 @@ def run_clients(target, params_list: list[dict], *, timeout: float = CLIENT_TIME
     try:
         for process in processes:
             process.start()
-        for _ in processes:
-            kind, detail = ready.get(timeout=timeout)
-            if kind == "error":
-                raise RuntimeError(f"a client process failed while connecting: {detail}")
+        gather(ready, processes, timeout=timeout, failing="a client process failed while connecting")
         go.set()
-        results = []
-        for _ in processes:
-            kind, detail = out.get(timeout=timeout)
-            if kind == "error":
-                raise RuntimeError(f"a client process failed: {detail}")
-            results.append(detail)
-        return results
+        return gather(out, processes, timeout=timeout, failing="a client process failed")
     finally:
         stop_processes(processes)
 
@@ -286,10 +288,7 @@ def watch(urls_for_watchers: list[str], origins: list[str]):
     for process in processes:
         process.start()
     try:
-        for _ in processes:
-            kind, detail = ready.get(timeout=CLIENT_TIMEOUT)
-            if kind == "error":
-                raise RuntimeError(f"watchers failed: {detail}")
+        gather(ready, processes, timeout=CLIENT_TIMEOUT, failing="watchers failed")
     except BaseException:
         stop.set()
         stop_processes(processes)
@@ -300,13 +299,7 @@ def watch(urls_for_watchers: list[str], origins: list[str]):
 def collect(processes, stop, out) -> list[dict]:
     stop.set()
     try:
-        results = []
-        for _ in processes:
-            kind, detail = out.get(timeout=CLIENT_TIMEOUT)
-            if kind == "error":
-                raise RuntimeError(f"watchers failed: {detail}")
-            results.append(detail)
-        return results
+        return gather(out, processes, timeout=CLIENT_TIMEOUT, failing="watchers failed")
     finally:
         stop_processes(processes)
 
@@ -472,19 +465,13 @@ def hold_cycle(targets: list[str], origins: list[str], *, pids, size, redis_url,
     try:
         for process in processes:
             process.start()
-        for _ in processes:
-            kind, detail = ready.get(timeout=CLIENT_TIMEOUT)
-            if kind == "error":
-                raise RuntimeError(f"a client process failed to start: {detail}")
+        gather(ready, processes, timeout=CLIENT_TIMEOUT, failing="a client process failed to start")
         rss_before = [rss_kib(p) for p in pids]
         redis_before = redis_clients(redis_url)
         go.set()
-        ramps = []
-        for _ in processes:
-            kind, detail = out.get(timeout=S3_DISCONNECT_TIMEOUT + 10 * CLIENT_TIMEOUT)
-            if kind == "error":
-                raise RuntimeError(f"a client process failed: {detail}")
-            ramps.append(detail)
+        ramps = gather(
+            out, processes, timeout=S3_DISCONNECT_TIMEOUT + 10 * CLIENT_TIMEOUT, failing="a client process failed"
+        )
         opened = sum(r["open"] for r in ramps)
         ramp_seconds = max(r["seconds"] for r in ramps)
         time.sleep(size["s3_settle"])
@@ -493,10 +480,7 @@ def hold_cycle(targets: list[str], origins: list[str], *, pids, size, redis_url,
         redis_open = redis_clients(redis_url)
         idle = idle_cpu_share(pids, size["s3_idle"])
         release.set()
-        for _ in processes:
-            kind, detail = out.get(timeout=CLIENT_TIMEOUT)
-            if kind == "error":
-                raise RuntimeError(f"a client process failed while closing: {detail}")
+        gather(out, processes, timeout=CLIENT_TIMEOUT, failing="a client process failed while closing")
         server_after = settled(0)
         time.sleep(size["s3_settle"])
         rss_after = [rss_kib(p) for p in pids]

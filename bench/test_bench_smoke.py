@@ -5,28 +5,21 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
 
+from bids.tests.live_servers import database_url_for_tests
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-def bench_database_url() -> str:
-    """The PostgreSQL server the tests use, with a database of the benchmark's own (dropped and recreated)."""
-    db = settings.DATABASES["default"]
-    credentials = quote(db["USER"] or "", safe="")
-    if db.get("PASSWORD"):
-        credentials += ":" + quote(db["PASSWORD"], safe="")
-    host = f"{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}"
-    return f"postgres://{credentials}@{host}/{quote(db['NAME'] + '_bench_smoke', safe='')}"
 
 
 @pytest.mark.services
 def test_smoke_run_measures_every_scenario_and_checks_invariants(tmp_path):
     command = [sys.executable, "-m", "bench", "--smoke", "--no-plots", "--out", str(tmp_path)]
-    command += ["--database-url", bench_database_url(), "--redis-url", settings.REDIS_URL]
+    # A database of the benchmark's own on the tests' server: the run drops and recreates it.
+    bench_database = database_url_for_tests(settings.DATABASES["default"]["NAME"] + "_bench_smoke")
+    command += ["--database-url", bench_database, "--redis-url", settings.REDIS_URL]
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]

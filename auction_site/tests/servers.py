@@ -23,6 +23,8 @@ from pathlib import Path
 from django.conf import settings
 from websockets.sync.client import connect
 
+from bids.tests.live_servers import database_url_for_tests
+
 BASE_DIR = Path(settings.BASE_DIR)
 MANAGE = [sys.executable, str(BASE_DIR / "manage.py")]
 # Straight to 127.0.0.1, whatever proxy the environment names.
@@ -177,13 +179,6 @@ CHILD_LINE = re.compile(r"^(web \d+ http://\S+|clock \d+) pid (\d+)$", re.MULTIL
 _setup_done = False
 
 
-def database_url_for_processes() -> str:
-    """The pytest test database (not the one DATABASE_URL names) as a URL for other processes."""
-    db = settings.DATABASES["default"]
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 class Stack:
     """A running `manage.py serve_prod`: two web processes and a clock."""
 
@@ -221,7 +216,7 @@ def serve_prod(tmp_path: Path, static_root: Path, **env: str):
     global _setup_done
     base_port = free_ports(2)
     environment = production_env(
-        DATABASE_URL=database_url_for_processes(),
+        DATABASE_URL=database_url_for_tests(),
         REDIS_URL=settings.REDIS_URL,
         STATIC_ROOT=str(static_root),
         MEDIA_ROOT=str(tmp_path / "media"),
@@ -450,7 +445,7 @@ class WebProcess:
 def serve_web(tmp_path: Path, static_root: Path, count: int, **env: str):
     """`count` separate `manage.py serve --no-clock` processes (production settings) on the test database."""
     environment = production_env(
-        DATABASE_URL=database_url_for_processes(),
+        DATABASE_URL=database_url_for_tests(),
         REDIS_URL=settings.REDIS_URL,
         STATIC_ROOT=str(static_root),
         MEDIA_ROOT=str(tmp_path / "media"),

@@ -34,7 +34,6 @@ from auction_site.ratelimit import CLOSE_TOO_MANY_CONNECTIONS, take_allowance
 from auction_site.tests.reliability import FULL, size
 from auction_site.tests.servers import (
     BASE_DIR,
-    database_url_for_processes,
     free_ports,
     http,
     production_env,
@@ -388,7 +387,7 @@ def test_behind_the_proxy_the_forwarded_address_is_counted(tmp_path, make_lot):
     lot = make_lot()
     port = free_ports(1)
     env = production_env(
-        DATABASE_URL=database_url_for_processes(),
+        DATABASE_URL=database_url_for_tests(),
         REDIS_URL=settings.REDIS_URL,
         STATIC_ROOT=str(tmp_path / "static"),
         WS_CONNECTIONS_PER_IP="1",

@@ -18,7 +18,6 @@ from django.conf import settings
 from auction_site.tests.servers import (
     TcpProxy,
     create_lot,
-    database_url_for_processes,
     free_ports,
     http,
     next_frame,
@@ -31,6 +30,7 @@ from auction_site.tests.servers import (
     wait_until,
     ws_connect,
 )
+from bids.tests.live_servers import database_url_for_tests
 
 # --- PostgreSQL away ------------------------------------------------------------------------
 
@@ -67,7 +67,7 @@ def test_a_database_outage_answers_503_and_the_pool_recovers_by_itself(tmp_path,
     db = settings.DATABASES["default"]
     proxy = TcpProxy((db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432)))
     proxy.start()
-    url = database_url_for_processes().replace(f":{db['PORT'] or 5432}/", f":{proxy.port}/")
+    url = database_url_for_tests().replace(f":{db['PORT'] or 5432}/", f":{proxy.port}/")
     try:
         with serve_prod(
             tmp_path, static_root, DATABASE_URL=url, DATABASE_POOL_TIMEOUT="2", AUCTION_CLOCK_MAX_SLEEP_SECONDS="0.5"

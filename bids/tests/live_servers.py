@@ -43,14 +43,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def database_url_for_tests() -> str:
-    """The database pytest-django created for this run (e.g. `test_postgres`), as a URL."""
+def database_url_for_tests(name: str | None = None) -> str:
+    """The database pytest-django created for this run (e.g. `test_postgres`), as a URL for other processes.
+
+    `name`: another database on the same server instead.
+    """
     db = settings.DATABASES["default"]
     credentials = quote(db["USER"] or "", safe="")
     if db.get("PASSWORD"):
         credentials += ":" + quote(db["PASSWORD"], safe="")
     host = f"{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}"
-    return f"postgres://{credentials}@{host}/{quote(db['NAME'], safe='')}"
+    return f"postgres://{credentials}@{host}/{quote(name or db['NAME'], safe='')}"
 
 
 class Server:
