@@ -309,11 +309,19 @@ def test_bidding_goes_on_while_redis_is_stopped_and_watchers_get_exactly_what_th
             delivered = [next_frame(ws, "NEW_BID")["bid"]["id"] for ws in (first, second)]
             members = {m.decode() for m in layer_redis.zrange(group, 0, -1)}
             counted = {m.decode() for m in layer_redis.zrange(presence, 0, -1)}
-            # Sockets closed by the outage left this process's books too (each counts 1 here).
-            gauges = [
-                metric_value(http("GET", f"{s.url}/metrics").body.decode(), "auction_websockets_open", LOT_CONSUMER)
-                for s in web
-            ]
+
+            # Sockets closed by the outage leave this process's books too (each counts 1 here),
+            # within a bound: a consumer may still be waiting out the pool's timeout on the old Redis.
+            def open_sockets() -> list[float | None]:
+                return [
+                    metric_value(http("GET", f"{s.url}/metrics").body.decode(), "auction_websockets_open", LOT_CONSUMER)
+                    for s in web
+                ]
+
+            settle_started = time.monotonic()
+            with contextlib.suppress(AssertionError):
+                wait_until(lambda: open_sockets() == [1, 1], timeout=30, what="one open socket per process")
+            gauges, gauges_settled_in = open_sockets(), time.monotonic() - settle_started
             if FULL:  # Presence entries of failed sockets lapse within the presence TTL.
                 wait_until(
                     lambda: layer_redis.zcard(presence) == 2, timeout=PRESENCE_TTL_SECONDS + 10, what="a count of two"
@@ -326,7 +334,8 @@ def test_bidding_goes_on_while_redis_is_stopped_and_watchers_get_exactly_what_th
     print(
         f"outage {outage} s: {accepted_during} REST bids accepted during it, {len(stored['bid_ids'])} in all; "
         f"sockets closed {closes} within {closed_in:.1f} s; WS bid during it: {ws_answer}; "
-        f"replays of {[len(r) for r in replays]} events complete {replayed_in:.1f} s after Redis returned"
+        f"replays of {[len(r) for r in replays]} events complete {replayed_in:.1f} s after Redis returned; "
+        f"open-socket gauges {gauges} after {gauges_settled_in:.1f} s"
     )
     assert accepted_during > 0, "no REST bid was accepted while Redis was away"
     assert {status for _, status, _ in book.statuses} <= {201, 409, 422, 400}, book.statuses
