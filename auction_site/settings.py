@@ -121,14 +121,19 @@ TEMPLATES = [
 # transactions take the write lock up front so concurrent writers wait
 # (busy timeout) instead of failing with "database is locked" on upgrade.
 
+SQLITE_PATH = os.environ.get("SQLITE_PATH", str(BASE_DIR / "db.sqlite3"))
 SQLITE_DEFAULT = {
     "ENGINE": "django.db.backends.sqlite3",
-    "NAME": os.environ.get("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
+    "NAME": SQLITE_PATH,
     "OPTIONS": {
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     },
+    # Tests get a file too, not Django's shared-cache in-memory database: its
+    # table locks fail at once ("database table is locked") where a file
+    # waits, and the clock's thread writes beside the test's.
+    "TEST": {"NAME": f"{SQLITE_PATH}-test"},
 }
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
@@ -390,6 +395,11 @@ AUCTION_ENDING_SOON_SECONDS = env_int("AUCTION_ENDING_SOON_SECONDS", 300)
 AUCTION_CLOCK_IN_PROCESS = env_bool("AUCTION_CLOCK_IN_PROCESS", True)
 # The longest the clock sleeps without a due time or a wake-up.
 AUCTION_CLOCK_MAX_SLEEP_SECONDS = float(os.environ.get("AUCTION_CLOCK_MAX_SLEEP_SECONDS", "30"))
+# The mailer (it runs wherever a clock runs) looks for new notifications this
+# often; those stored by its own process wake it at once.
+AUCTION_MAIL_POLL_SECONDS = float(os.environ.get("AUCTION_MAIL_POLL_SECONDS", "2"))
+# A failing e-mail is retried with backoff (30 s, 1 min, 2 min, ... 1 h) this many times in all.
+AUCTION_MAIL_MAX_ATTEMPTS = env_int("AUCTION_MAIL_MAX_ATTEMPTS", 10)
 
 # Lot chat: the longest message, and how many one user may send a minute.
 CHAT_MAX_LENGTH = env_int("CHAT_MAX_LENGTH", 500)

@@ -8,8 +8,13 @@ sent for a transaction that rolled back.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import json
 import logging
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +26,7 @@ from django.db import transaction
 from auction_site.metrics import BROADCAST_SECONDS, timed
 from bids.models import LotEvent, Notification
 from bids.rules import currency_places, min_next_bid
+from lots.wakeups import MAIL_CHANNEL, wake_clocks, wake_in_process
 
 if TYPE_CHECKING:
     from lots.models import Lot
@@ -38,10 +44,6 @@ def auction_group(slug: str) -> str:
 
 def user_group(user_id: int) -> str:
     return f"user.{user_id}"
-
-
-# Every clock process listens here; a message wakes it before its next due time.
-CLOCK_GROUP = "auction.clock"
 
 
 def dumps(payload: dict[str, Any]) -> str:
@@ -116,7 +118,7 @@ class Outbox:
     lot: Lot
     events: list[LotEvent] = field(default_factory=list)
     notifications: list[Notification] = field(default_factory=list)
-    # The lot's times moved: clocks recompute when they next have work.
+    # The lot's times moved: clocks read the schedule again after the commit.
     times_changed: bool = False
 
     def lot_event(self, event_type: str, **payload: Any) -> None:
@@ -131,29 +133,19 @@ class Outbox:
 
     def flush(self) -> None:
         """Store the events and notifications now; broadcast them after commit."""
-        if self.events:
-            LotEvent.objects.bulk_create(self.events)
-        if self.notifications:
-            Notification.objects.bulk_create(self.notifications)
-        if not (self.events or self.notifications or self.times_changed):
-            return
-        auction_slug = self.lot.auction.slug if self.lot.auction_id else None
-        messages = [(e.seq, e.text) for e in self.events]
-        private = [(n.user_id, notification_text(n)) for n in self.notifications]
-        # New notifications wake the clock too: its mailer sends their e-mails.
-        wake = self.times_changed or bool(self.notifications)
-        lot_id = self.lot.id
-        transaction.on_commit(lambda: broadcast(lot_id, auction_slug, messages, private, wake_clock=wake))
+        flush_outboxes([self])
 
 
-def flush_outboxes(outboxes: list[Outbox], *, mailed_by_caller: bool = False) -> None:
-    """`Outbox.flush` for several lots at once: one insert per table, one broadcast after commit.
-
-    `mailed_by_caller`: the caller (the clock) e-mails the notifications at the
-    end of its round, so no clock is woken for them.
-    """
-    LotEvent.objects.bulk_create([event for outbox in outboxes for event in outbox.events])
-    Notification.objects.bulk_create([n for outbox in outboxes for n in outbox.notifications])
+def flush_outboxes(outboxes: list[Outbox]) -> None:
+    """Store the outboxes' events and notifications (one insert per table); broadcast them after commit."""
+    events = [event for outbox in outboxes for event in outbox.events]
+    notifications = [n for outbox in outboxes for n in outbox.notifications]
+    if events:
+        LotEvent.objects.bulk_create(events)
+    if notifications:
+        Notification.objects.bulk_create(notifications)
+    if any(outbox.times_changed for outbox in outboxes):
+        wake_clocks()
     sends = [
         (
             outbox.lot.id,
@@ -164,9 +156,16 @@ def flush_outboxes(outboxes: list[Outbox], *, mailed_by_caller: bool = False) ->
         for outbox in outboxes
         if outbox.events or outbox.notifications
     ]
-    wake = any(outbox.times_changed or (outbox.notifications and not mailed_by_caller) for outbox in outboxes)
-    if sends or wake:
-        transaction.on_commit(lambda: broadcast_many(sends, wake_clock=wake))
+    if sends:
+        transaction.on_commit(lambda: broadcast_many(sends))
+    if notifications:
+        _wake_mailer_on_commit()
+
+
+def _wake_mailer_on_commit() -> None:
+    # This process's mailer, if it runs one, sends at once; another process's
+    # mailer finds the notification at its next look (AUCTION_MAIL_POLL_SECONDS).
+    transaction.on_commit(lambda: wake_in_process(MAIL_CHANNEL))
 
 
 def notification_text(notification: Notification) -> str:
@@ -180,53 +179,63 @@ def notification_text(notification: Notification) -> str:
     )
 
 
+# --- Sending to the channel layer -------------------------------------------------
+
+_posting = threading.local()
+
+
+@contextlib.contextmanager
+def broadcasts_posted_to(publisher: LoopPublisher) -> Iterator[None]:
+    """Within this block, this thread's broadcasts are handed to `publisher` instead of awaited.
+
+    The clock uses it: a frozen Redis must never hold back the next close.
+    """
+    previous = getattr(_posting, "publisher", None)
+    _posting.publisher = publisher
+    try:
+        yield
+    finally:
+        _posting.publisher = previous
+
+
 def broadcast(
     lot_id: int | None,
     auction_slug: str | None,
     events: list[tuple[int, str]],
     notifications: list[tuple[int, str]],
-    *,
-    wake_clock: bool = False,
 ) -> None:
     """Send committed events to the lot's room, its sale's room and users."""
+    broadcast_many([(lot_id, auction_slug, events, notifications)])
+
+
+def broadcast_many(sends: list[tuple[int | None, str | None, list[tuple[int, str]], list[tuple[int, str]]]]) -> None:
+    """Send committed events, each send as (lot_id, auction_slug, events, notifications)."""
     layer = get_channel_layer()
     if layer is None:
         return
+    send = functools.partial(_send_many, layer, sends)
+    publisher = getattr(_posting, "publisher", None)
+    if publisher is not None:
+        publisher.post(send)
+        return
     try:
-        async_to_sync(_send_all)(layer, lot_id, auction_slug, events, notifications, wake_clock)
+        async_to_sync(send)()
     except Exception:
         # The change is committed and stored; watchers that miss it catch up
         # from the stored events when they notice the gap in `seq`.
-        logger.exception("broadcast failed for lot %s", lot_id)
-
-
-def broadcast_many(
-    sends: list[tuple[int, str | None, list[tuple[int, str]], list[tuple[int, str]]]], *, wake_clock: bool = False
-) -> None:
-    """`broadcast` for several lots, each as (lot_id, auction_slug, events, notifications), in one go."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(_send_many)(layer, sends, wake_clock)
-    except Exception:
-        logger.exception("broadcast failed for lots %s", [send[0] for send in sends])
+        logger.exception("broadcast failed for lots %s", [s[0] for s in sends])
 
 
 def notify_user(user_id: int, event_type: str, **payload: Any) -> None:
-    """A private event outside any lot: stored now, pushed after commit; the woken clock e-mails it."""
+    """A private event outside any lot: stored now, pushed after commit, e-mailed by the mailer."""
     notification = Notification.objects.create(user_id=user_id, type=event_type, payload=payload)
     text = notification_text(notification)
-    transaction.on_commit(lambda: broadcast(None, None, [], [(user_id, text)], wake_clock=True))
-
-
-def wake_clocks() -> None:
-    """After commit: tell every clock that lot times changed."""
-    broadcast(None, None, [], [], wake_clock=True)
+    transaction.on_commit(lambda: broadcast(None, None, [], [(user_id, text)]))
+    _wake_mailer_on_commit()
 
 
 @timed(BROADCAST_SECONDS)
-async def _send_all(layer, lot_id, auction_slug, events, notifications, wake_clock) -> None:
+async def _send_all(layer, lot_id, auction_slug, events, notifications) -> None:
     for seq, text in events:
         message = {"type": "lot.event", "lot_id": lot_id, "seq": seq, "text": text}
         await layer.group_send(lot_group(lot_id), message)
@@ -234,12 +243,71 @@ async def _send_all(layer, lot_id, auction_slug, events, notifications, wake_clo
             await layer.group_send(auction_group(auction_slug), message)
     for user_id, text in notifications:
         await layer.group_send(user_group(user_id), {"type": "user.event", "text": text})
-    if wake_clock:
-        await layer.group_send(CLOCK_GROUP, {"type": "clock.wake"})
 
 
-async def _send_many(layer, sends, wake_clock) -> None:
+async def _send_many(layer, sends) -> None:
     for lot_id, auction_slug, events, notifications in sends:
-        await _send_all(layer, lot_id, auction_slug, events, notifications, False)
-    if wake_clock:
-        await layer.group_send(CLOCK_GROUP, {"type": "clock.wake"})
+        await _send_all(layer, lot_id, auction_slug, events, notifications)
+
+
+class LoopPublisher:
+    """Sends broadcasts in order on an event loop, for threads that must not wait on the channel layer.
+
+    Each send gives up after `PUBLISH_TIMEOUT_SECONDS`, and the queue holds
+    at most `PUBLISH_QUEUE_LIMIT` sends (the oldest go first): a lot's events
+    are stored, so a watcher that misses one fills the gap from the database.
+    """
+
+    PUBLISH_TIMEOUT_SECONDS = 5.0
+    PUBLISH_QUEUE_LIMIT = 10_000
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._queue: asyncio.Queue[Callable[[], Awaitable[None]]] | None = None
+        self._task: asyncio.Task | None = None
+        self._failed = 0
+        self._dropped = 0
+
+    def post(self, send: Callable[[], Awaitable[None]]) -> None:
+        """Queue `send` (thread-safe); it runs on the loop after the sends posted before it."""
+        try:
+            self.loop.call_soon_threadsafe(self._put, send)
+        except RuntimeError:
+            logger.warning("broadcast not sent: the server's event loop has stopped")
+
+    def close(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self._cancel)
+
+    def _put(self, send: Callable[[], Awaitable[None]]) -> None:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._task = self.loop.create_task(self._drain())
+        if self._queue.qsize() >= self.PUBLISH_QUEUE_LIMIT:
+            self._queue.get_nowait()
+            self._dropped += 1
+            if self._dropped == 1:
+                logger.warning("broadcast queue full: dropping the oldest sends (watchers catch up from the database)")
+        self._queue.put_nowait(send)
+
+    def _cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _drain(self) -> None:
+        assert self._queue is not None
+        while True:
+            send = await self._queue.get()
+            try:
+                await asyncio.wait_for(send(), self.PUBLISH_TIMEOUT_SECONDS)
+            except Exception as exc:
+                # One warning an outage, then a count when it ends.
+                if self._failed == 0:
+                    logger.warning("broadcasts failing (%r); watchers will catch up from the database", exc)
+                self._failed += 1
+                continue
+            if self._failed or self._dropped:
+                logger.warning(
+                    "broadcasts flowing again after %d failed and %d dropped sends", self._failed, self._dropped
+                )
+                self._failed = self._dropped = 0

@@ -1,18 +1,30 @@
-"""E-mail for notifications: each stored notification is e-mailed at most once.
+"""E-mail for notifications: a queue in the notification rows, sent at least once.
 
-The clock calls `send_pending_emails`; rows are claimed with SKIP LOCKED and
-marked before sending, so several clocks never send the same one twice.
+The mailer is a worker of its own (it never shares the clock's rounds). It
+claims due rows with SKIP LOCKED and leases them (`email_next_try_at` moves
+past the send), so several mailers never send the same one at once and a
+mailer that dies mid-send leaves it to be retried. A row is marked sent only
+after the mail server took it; a failed send is retried with backoff, and
+given up (`failed`, with the error) after `AUCTION_MAIL_MAX_ATTEMPTS`.
 """
 
-import time
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
+from django.db.models import Min
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from bids.models import Notification
+from bids.models import EmailState, Notification
+from lots.wakeups import MAIL_CHANNEL
+from lots.workers import Worker
+
+logger = logging.getLogger(__name__)
 
 SUBJECTS = {
     "OUTBID": "You have been outbid on {title}",
@@ -24,19 +36,32 @@ SUBJECTS = {
     "BIDS_VOIDED": "Your bids on {title} were voided",
     "REGISTRATION_DECIDED": "Your registration for {title}",
 }
+# A claimed e-mail is not claimed again for this long: time enough to send it.
+LEASE = timedelta(minutes=2)
+# Retries wait 30 s, 1 min, 2 min, ... up to an hour.
+FIRST_RETRY = timedelta(seconds=30)
+LONGEST_RETRY = timedelta(hours=1)
+
+
+def _pending(now: datetime):
+    return Notification.objects.filter(email_state=EmailState.PENDING).exclude(email_next_try_at__gt=now)
 
 
 @transaction.atomic
-def _claim_pending(limit: int) -> list[Notification]:
+def _claim_due(limit: int, now: datetime) -> list[Notification]:
     batch = list(
-        Notification.objects.select_for_update(of=("self",), skip_locked=True)
-        .filter(emailed_at__isnull=True)
-        .select_related("user")
-        .order_by("id")[:limit]
+        _pending(now).select_for_update(of=("self",), skip_locked=True).select_related("user").order_by("id")[:limit]
     )
-    if batch:
-        Notification.objects.filter(pk__in=[n.pk for n in batch]).update(emailed_at=timezone.now())
+    for notification in batch:
+        notification.email_attempts += 1
+        notification.email_next_try_at = now + LEASE
+    Notification.objects.bulk_update(batch, ["email_attempts", "email_next_try_at"])
     return batch
+
+
+def _wants_email(notification: Notification) -> bool:
+    user = notification.user
+    return bool(user.email_notifications and user.email and notification.type in SUBJECTS)
 
 
 def _message(notification: Notification) -> EmailMultiAlternatives:
@@ -60,21 +85,82 @@ def _message(notification: Notification) -> EmailMultiAlternatives:
     return message
 
 
-def send_pending_emails(*, limit: int = 200, until: float | None = None) -> int:
-    """E-mail unsent notifications to users who want e-mail; returns how many were sent.
+def _retry_delay(attempts: int) -> timedelta:
+    return min(FIRST_RETRY * 2 ** max(attempts - 1, 0), LONGEST_RETRY)
 
-    With `until` (a `time.monotonic()` value) no batch starts after it: the
-    clock leaves the rest to its next round rather than hold back a close.
+
+def _send_one(mail_connection, notification: Notification, now: datetime) -> bool:
+    """Send one claimed notification and record the outcome; True if it was sent."""
+    if not _wants_email(notification):
+        Notification.objects.filter(pk=notification.pk).update(email_state=EmailState.SKIPPED, email_next_try_at=None)
+        return False
+    try:
+        sent = mail_connection.send_messages([_message(notification)])
+    except Exception as exc:
+        sent, error = 0, f"{type(exc).__name__}: {exc}"
+    else:
+        error = "the mail server accepted no message"
+    if sent:
+        Notification.objects.filter(pk=notification.pk).update(
+            email_state=EmailState.SENT, emailed_at=timezone.now(), email_next_try_at=None, email_error=""
+        )
+        return True
+    if notification.email_attempts >= settings.AUCTION_MAIL_MAX_ATTEMPTS:
+        logger.error(
+            "e-mail for notification %s given up after %d attempts: %s",
+            notification.pk,
+            notification.email_attempts,
+            error,
+        )
+        update = {"email_state": EmailState.FAILED, "email_next_try_at": None}
+    else:
+        update = {"email_next_try_at": now + _retry_delay(notification.email_attempts)}
+    Notification.objects.filter(pk=notification.pk).update(email_error=error[:500], **update)
+    return False
+
+
+def send_due_emails(*, limit: int = 50, now: datetime | None = None) -> tuple[int, int]:
+    """E-mail the notifications that are due; (sent, failed). Stops at the first batch that failed entirely.
+
+    Each notification is marked sent only after the mail server took it.
     """
-    sent = 0
-    while (until is None or time.monotonic() < until) and (batch := _claim_pending(limit)):
-        messages = [_message(n) for n in batch if n.user.email_notifications and n.user.email and n.type in SUBJECTS]
-        if messages:
-            sent += get_connection().send_messages(messages) or 0
-        if len(batch) < limit:
+    sent = failed = 0
+    while batch := _claim_due(limit, now or timezone.now()):
+        mail_connection = get_connection()
+        batch_sent = batch_failed = 0
+        for notification in batch:
+            if _send_one(mail_connection, notification, now or timezone.now()):
+                batch_sent += 1
+            elif notification.email_state == EmailState.PENDING and _wants_email(notification):
+                batch_failed += 1
+        sent, failed = sent + batch_sent, failed + batch_failed
+        if len(batch) < limit or (batch_failed and not batch_sent):
+            # The server is down: the rest wait for their retry rather than fail now too.
             break
-    return sent
+    return sent, failed
 
 
-def has_pending_emails() -> bool:
-    return Notification.objects.filter(emailed_at__isnull=True).exists()
+def seconds_until_next_email(*, now: datetime | None = None) -> float:
+    now = now or timezone.now()
+    poll = settings.AUCTION_MAIL_POLL_SECONDS
+    next_try = Notification.objects.filter(email_state=EmailState.PENDING).aggregate(at=Min("email_next_try_at"))["at"]
+    if next_try is None:
+        # Nothing waits for a retry (or only new ones, which are due now and
+        # would have been sent): look again at the next poll.
+        return poll
+    return min(max((next_try - now).total_seconds(), 0.01), poll)
+
+
+class MailWorker(Worker):
+    """Sends due e-mail, then sleeps until the next retry, a poll, or a wake-up from this process."""
+
+    channel = MAIL_CHANNEL
+
+    def __init__(self) -> None:
+        super().__init__(name="mailer")
+
+    def run_round(self) -> float:
+        sent, failed = send_due_emails()
+        if sent or failed:
+            logger.info("mailer: sent %d, failed %d", sent, failed)
+        return seconds_until_next_email()

@@ -95,11 +95,21 @@ class LotEvent(models.Model):
         return f"{self.type} #{self.seq} of lot {self.lot_id}"
 
 
+class EmailState(models.TextChoices):
+    PENDING = "pending"
+    SENT = "sent"
+    # The user turned e-mail off, has no address, or the type has no e-mail.
+    SKIPPED = "skipped"
+    # Every attempt failed; `email_error` says why.
+    FAILED = "failed"
+
+
 class Notification(models.Model):
     """A private event for one user (OUTBID, WON, ...), stored with the change that caused it.
 
     It is pushed to the user's socket after commit, listed over REST, and
-    e-mailed once by the clock's mailer (`emailed_at` claims it).
+    e-mailed at least once by the mailer: a failed send stays pending and is
+    tried again later (`email_next_try_at`), and is marked sent only once sent.
     """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
@@ -107,13 +117,35 @@ class Notification(models.Model):
     type = models.CharField(max_length=32)
     payload = models.JSONField(encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(auto_now_add=True)
+    email_state = models.CharField(max_length=8, choices=EmailState.choices, default=EmailState.PENDING)
+    email_attempts = models.PositiveSmallIntegerField(default=0)
+    # A pending e-mail is not tried before this (null: at once). A mailer that
+    # claims it moves it past the send, so a mailer that died mid-send is
+    # retried, never lost.
+    email_next_try_at = models.DateTimeField(null=True, blank=True)
+    email_error = models.CharField(max_length=500, blank=True)
     emailed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
         indexes = [
             models.Index(fields=["user", "-id"]),
-            models.Index(fields=["id"], condition=models.Q(emailed_at__isnull=True), name="notification_unsent"),
+            models.Index(
+                fields=["email_next_try_at", "id"],
+                condition=models.Q(email_state="pending"),
+                name="notification_email_pending",
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(email_state__in=["pending", "sent", "skipped", "failed"]),
+                name="notification_email_state_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(email_state="sent", emailed_at__isnull=False)
+                | (~models.Q(email_state="sent") & models.Q(emailed_at__isnull=True)),
+                name="notification_emailed_at_iff_sent",
+            ),
         ]
 
     def __str__(self) -> str:

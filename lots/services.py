@@ -15,10 +15,11 @@ from django.db.models import Max
 from django.utils import timezone
 
 from auction_site.exceptions import InvalidInput, NotFound
-from bids.events import Outbox, flush_outboxes, lot_result, notify_user, wake_clocks
+from bids.events import Outbox, flush_outboxes, lot_result, notify_user
 from bids.rules import currency_places, parse_money
 from lots.exceptions import LotActionRefused, NotLotManager
 from lots.models import Auction, Lot, LotStatus, Registration, RegistrationStatus, Watch
+from lots.wakeups import wake_clocks
 
 PRICE_FIELDS = ("currency", "starting_price", "reserve_price", "buy_now_price", "bid_increment")
 ENDED = (LotStatus.CLOSED, LotStatus.CANCELLED)
@@ -133,7 +134,7 @@ def create_lot(
         lot.image = image
     _check_lot_rules(lot)
     lot.save()
-    transaction.on_commit(wake_clocks)
+    wake_clocks()
     return lot
 
 
@@ -300,7 +301,7 @@ def close_due_lots(*, now: datetime | None = None, limit: int = CLOSE_BATCH) -> 
         outbox = Outbox(lot)
         finish_lot(lot=lot, outbox=outbox, now=closed_at)
         outboxes.append(outbox)
-    flush_outboxes(outboxes, mailed_by_caller=True)
+    flush_outboxes(outboxes)
     return lots
 
 

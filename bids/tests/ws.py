@@ -195,7 +195,7 @@ async def forget_presence(lot) -> None:
 
 def without_broadcast(func, *args, **kwargs):
     """Run a service with its after-commit broadcast lost: the events are stored, never sent."""
-    with mock.patch.object(events, "broadcast"):
+    with mock.patch.object(events, "broadcast_many"):
         return func(*args, **kwargs)
 
 

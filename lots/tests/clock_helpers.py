@@ -20,15 +20,19 @@ from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
 from auction_site.asgi import application
-from bids.events import wake_clocks
+from bids.events import LoopPublisher
 from conftest import access_token_for
-from lots.clock import run_clock
+from lots.clock import Clock
 from lots.models import Lot, LotStatus
+from lots.wakeups import wake_clocks
 
 ORIGIN = (b"origin", b"http://localhost")
 # Generous: a receive that times out kills the consumer.
-SOCKET_TIMEOUT = 5
+SOCKET_TIMEOUT = 10
 POLL_SECONDS = 0.02
+# What must happen, happens within this even on a machine at load 12; how
+# late is a benchmark figure (`make bench`), never a test's.
+GENEROUS = 30
 
 
 def in_seconds(seconds: float) -> datetime:
@@ -36,21 +40,26 @@ def in_seconds(seconds: float) -> datetime:
 
 
 @contextlib.asynccontextmanager
-async def running_clock():
-    """`run_clock` as a task of the test's loop; stopped (and its crash raised) on exit."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_clock(stop))
-    # Let it join the wake-up group and fall asleep.
-    await asyncio.sleep(0.2)
+async def running_clock(*, now: Callable[[], datetime] | None = None, mail: bool = True):
+    """The clock and mailer threads, as `manage.py serve` runs them, broadcasting on the test's loop.
+
+    `now`: the time each round runs at (tests drive time with it; `Clock.clock.wake()` runs a round).
+    """
+    publisher = LoopPublisher(asyncio.get_running_loop())
+    clock = Clock(publisher=publisher, now=now, mail=mail).start()
     try:
-        yield task
-        assert not task.done(), f"the clock stopped by itself: {task}"
+        yield clock
+        assert all(worker.is_alive() for worker in clock.workers), "a worker stopped by itself"
     finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
+        clock.stop()
+        ended = await asyncio.to_thread(clock.join, GENEROUS)
+        publisher.close()
+    assert ended, "the clock did not stop"
 
 
-async def wait_until(check: Callable[[], object], *, timeout: float, what: str = "the condition") -> datetime:
+async def wait_until(
+    check: Callable[[], object], *, timeout: float = GENEROUS, what: str = "the condition"
+) -> datetime:
     """Poll a synchronous `check` (it may use the ORM) until it is true; the time it first was."""
     deadline = time.monotonic() + timeout
     while True:
@@ -61,7 +70,7 @@ async def wait_until(check: Callable[[], object], *, timeout: float, what: str =
         await asyncio.sleep(POLL_SECONDS)
 
 
-async def wait_for_status(lot_id: int, status: str, *, timeout: float) -> datetime:
+async def wait_for_status(lot_id: int, status: str, *, timeout: float = GENEROUS) -> datetime:
     """When the lot was first seen in `status`."""
     return await wait_until(
         lambda: Lot.objects.filter(pk=lot_id, status=status).exists(),

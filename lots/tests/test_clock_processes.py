@@ -1,8 +1,11 @@
-"""Clocks as real processes (`manage.py run_clock`) against PostgreSQL and Redis.
+"""Clocks as real processes (`manage.py run_clock`, `manage.py serve`) against PostgreSQL and Redis.
 
 Several clocks race for the same due lots while bidders race the end; then
-the invariants are checked on what the database holds. The clocks reach the
-test database through DATABASE_URL, so the test commits (transaction=True).
+the invariants are checked on what the database holds: exactly once, never
+early, nothing accepted after the end. How late is `make bench`'s figure.
+Faults are real too: a private Redis frozen with SIGSTOP, a round held up by
+a row lock, SIGTERM in the middle of either. The clocks reach the test
+database through DATABASE_URL, so the test commits (transaction=True).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,18 +26,23 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
-from bids.events import lot_min_next_bid, wake_clocks
+from auction_site.tests.servers import PrivateRedis, free_ports, next_frame, ws_connect
+from bids.events import lot_min_next_bid
 from bids.exceptions import BidRejected
 from bids.models import Bid, LotEvent, Notification
 from bids.services import place_bid
+from bids.tests.live_servers import database_url_for_tests
+from conftest import access_token_for
 from lots.models import Lot, LotStatus
-from lots.tests.clock_helpers import open_lots
+from lots.tests.clock_helpers import GENEROUS, open_lots
+from lots.wakeups import wake_clocks
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -57,13 +64,13 @@ def clock_database_url() -> str:
 class ClockProcess:
     """One `manage.py run_clock` (or another command running a clock), its output kept in a file."""
 
-    def __init__(self, number: int, command: tuple[str, ...] = ("run_clock",)) -> None:
+    def __init__(self, number: int, command: tuple[str, ...] = ("run_clock",), redis_url: str | None = None) -> None:
         self.number = number
         self.log = tempfile.NamedTemporaryFile(prefix=f"clock{number}-", suffix=".log", delete=False)  # noqa: SIM115
         env = {
             **os.environ,
             "DATABASE_URL": clock_database_url(),
-            "REDIS_URL": settings.REDIS_URL,
+            "REDIS_URL": redis_url or settings.REDIS_URL,
             "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
@@ -100,18 +107,20 @@ class Clocks:
     def __init__(self) -> None:
         self.started: list[ClockProcess] = []
 
-    def start(self, count: int, command: tuple[str, ...] = ("run_clock",)) -> list[ClockProcess]:
-        """Start `count` clocks and wait until each has joined the wake-up group."""
-        new = [ClockProcess(len(self.started) + i, command) for i in range(count)]
+    def start(
+        self, count: int, command: tuple[str, ...] = ("run_clock",), redis_url: str | None = None
+    ) -> list[ClockProcess]:
+        """Start `count` clocks and wait until each has started."""
+        new = [ClockProcess(len(self.started) + i, command, redis_url) for i in range(count)]
         self.started += new
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + GENEROUS
         for clock in new:
             while "clock started" not in clock.output():
                 assert clock.process.poll() is None, f"clock {clock.number} died:\n{clock.output()}"
                 assert time.monotonic() < deadline, f"clock {clock.number} did not start:\n{clock.output()}"
                 time.sleep(0.05)
-        # From "started" to subscribed takes one group_add.
-        time.sleep(0.3)
+        # A schedule change before a clock listens is not lost: it looks at
+        # the schedule again once it listens.
         return new
 
     def report(self) -> str:
@@ -171,7 +180,7 @@ def ended_events_per_lot() -> Counter:
     return Counter(dict(rows))
 
 
-def test_many_clock_processes_close_each_lot_exactly_once_on_time(seller, make_user):
+def test_many_clock_processes_close_each_lot_exactly_once_never_early(seller, make_user):
     bidders = [make_user(f"racer{i}") for i in range(2 * LOTS_BID_ON)]
     with clock_processes() as clocks:
         clocks.start(CLOCKS)
@@ -186,10 +195,9 @@ def test_many_clock_processes_close_each_lot_exactly_once_on_time(seller, make_u
         with ThreadPoolExecutor(max_workers=len(pairs)) as pool:
             results = list(pool.map(lambda pair: bid_until_refused(*pair, end - timedelta(seconds=1)), pairs))
 
-        # Each clock logs its round when it ends (after its e-mails): wait for
-        # the counts to add up, then a little more for any clock that would
-        # close a lot twice.
-        deadline = time.monotonic() + 10
+        # Each clock logs its round when it ends: wait for the counts to add
+        # up, then a little more for any clock that would close a lot twice.
+        deadline = time.monotonic() + GENEROUS
         while sum(clock.closed_count() for clock in clocks.started) < LOTS and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.3)
@@ -202,7 +210,8 @@ def test_many_clock_processes_close_each_lot_exactly_once_on_time(seller, make_u
     assert sum(closed_by_clock) == LOTS, f"{closed_by_clock}\n{report}"
     assert sum(1 for n in closed_by_clock if n) >= 2, f"one clock did all the work: {closed_by_clock}"
 
-    # On time: within 2 s of the end, by the row and by the moment its AUCTION_ENDED was stored.
+    # Never early, by the row and by the moment its AUCTION_ENDED was stored;
+    # how late is a benchmark figure (`make bench`), printed here for the record.
     lateness = sorted(
         (closed_at - end).total_seconds() for closed_at in Lot.objects.values_list("closed_at", flat=True)
     )
@@ -210,19 +219,15 @@ def test_many_clock_processes_close_each_lot_exactly_once_on_time(seller, make_u
         (t - end).total_seconds()
         for t in LotEvent.objects.filter(type="AUCTION_ENDED").values_list("created_at", flat=True)
     )
-    spread = (
-        f"closed_at - end: first {lateness[0]:.3f} s, median {lateness[LOTS // 2]:.3f} s, last {lateness[-1]:.3f} s"
-    )
-    assert lateness[0] >= 0 and lateness[-1] < 2, spread
-    assert stored[-1] < 2, f"last AUCTION_ENDED stored {stored[-1]:.3f} s after the end ({spread})"
+    print(f"closed_at - end: first {lateness[0]:.3f} s, median {lateness[LOTS // 2]:.3f} s, last {lateness[-1]:.3f} s")
+    assert lateness[0] >= 0 and stored[0] >= 0
 
-    # Bidding went right up to the end, and nothing was accepted after it.
+    # Bidding went on until the lot refused it, and nothing was accepted at or after the end.
     assert all(r["refusal"][0] == "lot_closed" for r in results), results
     for lot in Lot.objects.filter(pk__in=[lot.pk for lot in bid_on]).select_related("winner"):
         bids = list(Bid.objects.filter(lot=lot).order_by("id"))
         last = bids[-1]
         assert lot.ends_at == end  # No soft close: the end never moved.
-        assert last.created_at > end - timedelta(seconds=1), f"lot {lot.pk}: last bid {end - last.created_at} early"
         late = [(b.id, b.created_at - lot.closed_at) for b in bids if b.created_at > lot.closed_at]
         assert late == [], f"lot {lot.pk} accepted bids after it closed: {late}"
         after_end = [(b.id, b.created_at - end) for b in bids if b.created_at >= end]
@@ -244,14 +249,15 @@ def test_a_killed_clock_is_replaced_and_every_lot_closes_once_with_its_winner(se
             place_bid(lot_id=lot.pk, bidder=first, amount="10.00")
             place_bid(lot_id=lot.pk, bidder=second, amount="11.00")
             expected[lot.pk] = (None, None) if i % 5 == 4 else (second.pk, D("11.00"))
-        # Then they fall due one every 30 ms, from half a second on.
-        start = timezone.now() + timedelta(seconds=0.5)
-        ends = [start + timedelta(milliseconds=30 * i) for i in range(len(lots))]
+        # Then they fall due one every 150 ms, from a second on: the clock is
+        # killed after the fifth, seconds before the last.
+        start = timezone.now() + timedelta(seconds=1)
+        ends = [start + timedelta(milliseconds=150 * i) for i in range(len(lots))]
         for lot, end in zip(lots, ends, strict=True):
             Lot.objects.filter(pk=lot.pk).update(ends_at=end)
         wake_clocks()
 
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + GENEROUS
         while Lot.objects.filter(status=LotStatus.CLOSED).count() < 5:
             assert time.monotonic() < deadline, clocks.report()
             time.sleep(0.005)
@@ -265,7 +271,7 @@ def test_a_killed_clock_is_replaced_and_every_lot_closes_once_with_its_winner(se
         restarted = time.monotonic()
         (second_clock,) = clocks.start(1)
         while Lot.objects.filter(status=LotStatus.OPEN).exists():
-            assert time.monotonic() < restarted + 15, clocks.report()
+            assert time.monotonic() < restarted + GENEROUS, clocks.report()
             time.sleep(0.05)
         # SIGTERM stops a clock cleanly.
         second_clock.stop()
@@ -280,28 +286,173 @@ def test_a_killed_clock_is_replaced_and_every_lot_closes_once_with_its_winner(se
     assert Notification.objects.filter(type="LOT_UNSOLD").count() == 6
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_the_server_runs_the_clock_in_its_own_process(make_lot, bidder):
-    port = free_port()
+    port = free_ports(1)
     with clock_processes() as clocks:
         clocks.start(1, ("serve", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"))
         lot = make_lot(ends_at=timezone.now() + timedelta(seconds=1.5))
         place_bid(lot_id=lot.pk, bidder=bidder, amount="10.00")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/lots/{lot.pk}/", timeout=5) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/lots/{lot.pk}/", timeout=GENEROUS) as response:
             served = json.load(response)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + GENEROUS
         while not Lot.objects.filter(pk=lot.pk, status=LotStatus.CLOSED).exists():
             assert time.monotonic() < deadline, clocks.report()
             time.sleep(0.02)
-        closed_seen = timezone.now()
         report = clocks.report()
 
     assert (served["status"], served["high_bidder"]) == ("open", "alice")
     lot.refresh_from_db()
-    assert lot.ends_at <= lot.closed_at <= closed_seen < lot.ends_at + timedelta(seconds=1), report
+    assert lot.ends_at <= lot.closed_at, report
     assert (lot.winner_id, ended_events_per_lot()) == (bidder.pk, Counter({lot.pk: 1}))
+
+
+# --- Faults: a frozen Redis, a round held up in the database, SIGTERM in the middle --------------
+
+
+@contextlib.contextmanager
+def frozen(redis: PrivateRedis):
+    """Redis stopped with SIGSTOP: connections stay open and nothing answers."""
+    redis.process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        redis.process.send_signal(signal.SIGCONT)
+
+
+@contextlib.contextmanager
+def private_redis():
+    redis = PrivateRedis()
+    redis.start()
+    try:
+        yield redis
+    finally:
+        if redis.process is not None and redis.process.poll() is None:
+            redis.process.send_signal(signal.SIGCONT)
+        redis.kill()
+
+
+def wait_for_exit(clock: ClockProcess) -> float:
+    """Seconds from now until the process exited (printed: a figure, not a bound)."""
+    started = time.monotonic()
+    try:
+        clock.process.wait(GENEROUS)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"clock {clock.number} ignored SIGTERM:\n{clock.output()}") from None
+    took = time.monotonic() - started
+    print(f"clock {clock.number} exited {took:.3f} s after SIGTERM")
+    return took
+
+
+def test_with_redis_frozen_lots_close_and_sigterm_stops_the_clock(seller, bidder):
+    with private_redis() as redis, clock_processes() as clocks:
+        clocks.start(2, redis_url=redis.url)
+        with frozen(redis):
+            lots = open_lots(seller, [timezone.now() + timedelta(seconds=1)] * 50)
+            place_bid(lot_id=lots[0].pk, bidder=bidder, amount="10.00")
+            deadline = time.monotonic() + GENEROUS
+            while Lot.objects.filter(status=LotStatus.OPEN).exists():
+                assert time.monotonic() < deadline, clocks.report()
+                time.sleep(0.05)
+            # Still frozen: SIGTERM stops both clocks, whatever their broadcasts wait on.
+            for clock in clocks.started:
+                clock.process.send_signal(signal.SIGTERM)
+            for clock in clocks.started:
+                wait_for_exit(clock)
+                assert redis.process.poll() is None  # ...and Redis was frozen all along.
+        report = clocks.report()
+        stopped = ["clock stopped" in c.output() for c in clocks.started]
+
+    assert [c.process.returncode for c in clocks.started] == [0, 0], report
+    assert stopped == [True, True], report
+    assert ended_events_per_lot() == Counter({lot.pk: 1 for lot in lots}), report
+    assert min(Lot.objects.values_list("closed_at", flat=True)) >= lots[0].ends_at
+    assert Lot.objects.get(pk=lots[0].pk).winner_id == bidder.pk
+
+
+class RoundHeldUp:
+    """Holds the notifications table against writes: a clock closing a lot (whose LOT_UNSOLD or WON
+    it stores) waits in the middle of its round, for as long as the test wants. Reads, and bids
+    that notify nobody, go on."""
+
+    def __init__(self) -> None:
+        self.connection = psycopg.connect(database_url_for_tests(), autocommit=False)
+        # pg_stat_activity is a snapshot per transaction: it is read outside the locking one.
+        self.observer = psycopg.connect(database_url_for_tests(), autocommit=True)
+
+    def __enter__(self):
+        self.connection.execute("LOCK TABLE bids_notification IN EXCLUSIVE MODE")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.connection.rollback()
+        self.connection.close()
+        self.observer.close()
+
+    def clock_waiting(self) -> bool:
+        """A clock's close is waiting to store its notifications."""
+        with self.observer.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO \"bids_notification\"%%'"
+            )
+            return cursor.fetchone()[0] > 0
+
+
+@pytest.mark.parametrize("command", ["run_clock", "serve"])
+def test_sigterm_in_the_middle_of_a_round_stops_the_clock_and_the_round_rolls_back(command, seller, make_user):
+    port = free_ports(1)
+    args = ("run_clock",) if command == "run_clock" else ("serve", "--host", "127.0.0.1", "--port", str(port))
+    with clock_processes() as clocks, RoundHeldUp() as held:
+        (clock,) = clocks.start(1, args)
+        lots = open_lots(seller, [timezone.now() + timedelta(seconds=0.5)] * 10)
+        deadline = time.monotonic() + GENEROUS
+        while not held.clock_waiting():
+            assert time.monotonic() < deadline, clocks.report()
+            time.sleep(0.05)
+        clock.process.send_signal(signal.SIGTERM)
+        # It exits while its round still waits on the lock: it never waits for the round.
+        wait_for_exit(clock)
+        report = clocks.report()
+    assert clock.process.returncode == 0, report
+    # The abandoned round closed nothing halfway: its transaction rolled back with the connection.
+    assert not LotEvent.objects.filter(type="AUCTION_ENDED").exists()
+
+    with clock_processes() as clocks:
+        clocks.start(1)
+        deadline = time.monotonic() + GENEROUS
+        while Lot.objects.filter(status=LotStatus.OPEN).exists():
+            assert time.monotonic() < deadline, clocks.report()
+            time.sleep(0.05)
+    assert ended_events_per_lot() == Counter({lot.pk: 1 for lot in lots})
+
+
+def test_a_round_held_up_in_the_database_delays_no_socket_of_the_server(seller, bidder):
+    """`manage.py serve` with its clock, through a real socket: the clock's round is stuck, bidding goes on."""
+    port = free_ports(1)
+    token = access_token_for(bidder)
+    with clock_processes() as clocks, RoundHeldUp() as held:
+        clocks.start(1, ("serve", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"))
+        open_lots(seller, [timezone.now() + timedelta(seconds=0.5)] * 500)
+        (other,) = open_lots(seller, [timezone.now() + timedelta(hours=1)])
+        deadline = time.monotonic() + GENEROUS
+        while not held.clock_waiting():
+            assert time.monotonic() < deadline, clocks.report()
+            time.sleep(0.05)
+
+        url = f"ws://127.0.0.1:{port}/ws/lots/{other.pk}/?token={token}"
+        with ws_connect(url, origin="http://localhost") as ws:
+            status = next_frame(ws, "LOT_STATUS", timeout=GENEROUS)
+            round_trips = []
+            for _ in range(20):
+                sent = time.monotonic()
+                ws.send(json.dumps({"type": "PING"}))
+                next_frame(ws, "PONG", timeout=GENEROUS)
+                round_trips.append(time.monotonic() - sent)
+            ws.send(json.dumps({"type": "NEW_BID", "amount": "10.00", "request_id": "r1"}))
+            accepted = next_frame(ws, "BID_ACCEPTED", timeout=GENEROUS)
+        # All of it while the round was still stuck.
+        assert held.clock_waiting(), clocks.report()
+        print(f"PING round trips during the stuck round: max {max(round_trips) * 1000:.1f} ms")
+
+    assert (status["lot"]["id"], accepted["request_id"], accepted["leading"]) == (other.pk, "r1", True)
+    assert list(Bid.objects.filter(lot=other).values_list("bidder_id", flat=True)) == [bidder.pk]

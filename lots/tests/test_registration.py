@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 
 from auction_site.exceptions import NotFound
 from bids.exceptions import BidRejected
-from bids.mailer import send_pending_emails
+from bids.mailer import send_due_emails
 from bids.models import Bid, Notification
 from bids.services import buy_now
 from bids.tests.utils import bid, run_threads
@@ -200,7 +200,7 @@ def test_the_participant_is_told_of_each_decision_at_once_and_by_email(
     ]
     stored = Notification.objects.filter(user=bidder, type="REGISTRATION_DECIDED").order_by("id")
     assert [n.payload["status"] for n in stored] == ["approved", "revoked"]
-    send_pending_emails()
+    send_due_emails()
     approved_mail = next(mail for mail in mailoutbox if "is now approved" in mail.body)
     assert approved_mail.to == [bidder.email]
     assert approved_mail.subject == f"Your registration for {registration.auction.title}"

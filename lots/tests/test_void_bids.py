@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from bids.events import lot_min_next_bid
 from bids.exceptions import BidRejected
-from bids.mailer import send_pending_emails
+from bids.mailer import send_due_emails
 from bids.models import Bid, Notification, VoidReason
 from bids.services import void_bids
 from bids.tests.utils import bid, lot_events, public_bids
@@ -81,7 +81,7 @@ def test_watchers_and_the_voided_bidder_are_told(
     notice = Notification.objects.get(user=bidder, type="BIDS_VOIDED")
     assert notice.payload == {"lot_id": lot.pk, "title": lot.title, "voided": 1}
     assert inbox.user_types(bidder) == ["BIDS_VOIDED"]
-    send_pending_emails()
+    send_due_emails()
     voided_mail = [mail for mail in mailoutbox if mail.to == ["alice@example.com"]][-1]
     assert voided_mail.subject == "Your bids on Art deco lamp were voided"
     assert 'Staff voided your 1 bid(s) on "Art deco lamp"' in voided_mail.body

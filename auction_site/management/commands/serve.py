@@ -27,19 +27,20 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, host: str, port: int, no_clock: bool, no_access_log: bool, proxy_headers: bool, **options):
+        from twisted.internet import reactor
+
         from auction_site.asgi import application
-        from lots.clock import run_clock
+        from bids.events import LoopPublisher
+        from lots.clock import Clock
 
         with_clock = settings.AUCTION_CLOCK_IN_PROCESS and not no_clock
-        stop = asyncio.Event()
-
-        clock_tasks: list[asyncio.Task] = []
 
         def start_clock() -> None:
-            # Daphne's asyncio loop is installed but not yet running: the task
-            # starts with the server and shares its loop and channel layer. The
-            # list holds it: the loop keeps only a weak reference to tasks.
-            clock_tasks.append(asyncio.get_event_loop().create_task(run_clock(stop)))
+            # The clock and the mailer run in threads of their own, with their
+            # own database connections: a round of any length holds up no
+            # socket. Their broadcasts are sent from daphne's loop.
+            clock = Clock(publisher=LoopPublisher(asyncio.get_event_loop())).start()
+            reactor.addSystemEventTrigger("before", "shutdown", clock.stop)
 
         logger.info(
             "serving on http://%s:%s/ (clock %s)",
