@@ -52,6 +52,9 @@ class MeApi(generics.RetrieveUpdateAPIView):
     def get_object(self):
         return self.request.user
 
+    def perform_update(self, serializer: UserSerializer) -> None:
+        services.update_profile(user=serializer.instance, **serializer.validated_data)
+
 
 class PasswordResetApi(APIView):
     permission_classes = [permissions.AllowAny]

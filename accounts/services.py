@@ -1,4 +1,4 @@
-"""Account writes: registration, password reset and WebSocket tickets."""
+"""Account writes: registration, profile changes, password reset and WebSocket tickets."""
 
 import uuid
 
@@ -42,6 +42,22 @@ def register_user(*, username: str, email: str, password: str, first_name: str =
         # the check above; the unique index refused ours. Say which.
         _check_available(username=username, email=email)
         raise
+
+
+def update_profile(*, user, **changes):
+    """Change the user's own fields (`email`, names, `email_notifications`). Raises `email_taken`."""
+    for field, value in changes.items():
+        setattr(user, field, value)
+    try:
+        with transaction.atomic():
+            user.save(update_fields=list(changes))
+    except IntegrityError:
+        # Another account took the address after the serializer's check; the
+        # unique index refused ours.
+        if "email" in changes and User.objects.filter(email__iexact=user.email).exclude(pk=user.pk).exists():
+            raise InvalidInput("email_taken", "An account with this e-mail address already exists.") from None
+        raise
+    return user
 
 
 def request_password_reset(*, email: str) -> None:

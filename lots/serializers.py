@@ -115,7 +115,8 @@ class LotWriteSerializer(serializers.Serializer):
         required=False, allow_null=True, help_text="Soft close never passes it; default: end + 1 h."
     )
     soft_close_seconds = serializers.IntegerField(required=False, min_value=0, max_value=86_400)
-    lot_number = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    # PostgreSQL's `integer` column: a larger number was a database error (a 500).
+    lot_number = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**31 - 1)
     draft = serializers.BooleanField(required=False, default=False, write_only=True)
 
     def validate_auction(self, auction: Auction | None) -> Auction | None:

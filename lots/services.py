@@ -6,7 +6,7 @@ the bid service takes, so a close and a bid never interleave.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -57,6 +57,14 @@ def _validate_money(data: dict[str, Any], currency: str) -> dict[str, Any]:
             value = data[field]
             cleaned[field] = None if value is None else parse_money(value, field=field, places=places)
     return cleaned
+
+
+def _later(moment: datetime, delta: timedelta, *, field: str) -> datetime:
+    """`moment + delta`, or `invalid_schedule` when that passes the year 9999."""
+    try:
+        return moment + delta
+    except OverflowError:
+        raise InvalidInput("invalid_schedule", "That time is too far in the future.", field=field) from None
 
 
 def _check_lot_rules(lot: Lot) -> None:
@@ -124,7 +132,7 @@ def create_lot(
         **money,
         starts_at=starts_at,
         ends_at=ends_at,
-        hard_ends_at=hard_ends_at or ends_at + settings.AUCTION_DEFAULT_MAX_EXTENSION,
+        hard_ends_at=hard_ends_at or _later(ends_at, settings.AUCTION_DEFAULT_MAX_EXTENSION, field="ends_at"),
         soft_close_seconds=soft_close_seconds,
         auction=auction,
         lot_number=lot_number,
@@ -157,7 +165,7 @@ def update_lot(*, lot_id: int, actor, changes: dict[str, Any], now: datetime | N
     for field, value in {**changes, **money, "currency": currency}.items():
         setattr(lot, field, value)
     if "ends_at" in changes and "hard_ends_at" not in changes and lot.hard_ends_at < lot.ends_at:
-        lot.hard_ends_at = lot.ends_at + settings.AUCTION_DEFAULT_MAX_EXTENSION
+        lot.hard_ends_at = _later(lot.ends_at, settings.AUCTION_DEFAULT_MAX_EXTENSION, field="ends_at")
     if lot.status == LotStatus.OPEN and lot.ends_at <= (now or timezone.now()):
         raise InvalidInput("invalid_schedule", "An open lot must end in the future.", field="ends_at")
     _check_lot_rules(lot)
@@ -372,10 +380,10 @@ def stagger_auction_lots(
     for position, lot in enumerate(lots):
         # Each lot keeps the soft-close allowance it had past its end.
         allowance = lot.hard_ends_at - lot.ends_at
-        new_end = first_ends_at + timezone.timedelta(seconds=interval_seconds * position)
+        new_end = _later(first_ends_at, timezone.timedelta(seconds=interval_seconds * position), field="first_ends_at")
         if new_end > lot.ends_at:
             lot.ending_soon_sent_at = None  # Its watchers are warned again before the new end.
-        lot.ends_at, lot.hard_ends_at = new_end, new_end + allowance
+        lot.ends_at, lot.hard_ends_at = new_end, _later(new_end, allowance, field="first_ends_at")
         if lot.ends_at <= lot.starts_at:
             raise InvalidInput("invalid_schedule", f"Lot {lot.pk} would end before it starts.")
         outbox = Outbox(lot, times_changed=True)
@@ -406,15 +414,21 @@ def cancel_lot(*, lot_id: int, actor, now: datetime | None = None) -> Lot:
     return lot
 
 
-def watch_lot(*, lot_id: int, user) -> Watch:
-    """Add a lot to the user's watchlist (idempotent). Raises `lot_not_found`."""
-    if not Lot.objects.filter(pk=lot_id).exists():
-        raise NotFound("lot_not_found", "No such lot.")
+def watch_lot(*, lot_id: int, user) -> None:
+    """Add a lot to the user's watchlist (idempotent, whatever watches and unwatches run beside it).
+
+    Raises `lot_not_found`.
+    """
+    # get_or_create's fallback read found nothing when an unwatch deleted the
+    # row between its insert and its read (a 500): an insert that skips an
+    # existing row has no such window.
     try:
-        watch, _ = Watch.objects.get_or_create(user=user, lot_id=lot_id)
-    except IntegrityError:
-        watch = Watch.objects.get(user=user, lot_id=lot_id)
-    return watch
+        with transaction.atomic():
+            if not Lot.objects.filter(pk=lot_id).exists():
+                raise NotFound("lot_not_found", "No such lot.")
+            Watch.objects.bulk_create([Watch(user=user, lot_id=lot_id)], ignore_conflicts=True)
+    except IntegrityError as exc:  # The lot was deleted meanwhile.
+        raise NotFound("lot_not_found", "No such lot.") from exc
 
 
 def unwatch_lot(*, lot_id: int, user) -> None:

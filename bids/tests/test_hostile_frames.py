@@ -4,7 +4,7 @@ Every frame is wrong on purpose: a wrong type in a field of each client
 message, numbers no amount can be (huge, NaN, Infinity, 1e999999, negative,
 too precise), deep junk, JSON that is not an object, lone surrogates, binary
 frames, oversize frames. Each must get an answer of a known type with a known
-code (or close the socket with 1009 when oversize), never crash the consumer,
+code (or close the socket with 4009 when oversize), never crash the consumer,
 leave the socket answering PING, and store nothing.
 
 The sockets are opened once per test and shared by its examples; the frames
@@ -46,7 +46,7 @@ HYPOTHESIS = settings(
 
 @dataclass(frozen=True)
 class Frame:
-    """A frame to send and the answers it may get: {(type, code)}; ("close", 1009) for oversize."""
+    """A frame to send and the answers it may get: {(type, code)}; ("close", 4009) for oversize."""
 
     text: str | None = None
     data: bytes | None = None
@@ -62,7 +62,7 @@ def error(*codes: str) -> frozenset:
     return frozenset(("ERROR", code) for code in codes)
 
 
-CLOSED_TOO_BIG = frozenset({("close", 1009)})
+CLOSED_TOO_BIG = frozenset({("close", 4009)})
 
 
 def text_frame(text: str, expected: frozenset) -> Frame:
@@ -416,5 +416,5 @@ async def test_frames_found_by_hypothesis(room, text, code):
         Frame(text="x" * 1_000_000, anonymous=True),
     ],
 )
-async def test_oversize_frames_close_the_socket_with_1009(room, frame):
-    assert await room.send(frame) == ("close", 1009)
+async def test_oversize_frames_close_the_socket_with_4009(room, frame):
+    assert await room.send(frame) == ("close", 4009)

@@ -149,7 +149,7 @@ async def test_too_many_messages_are_rate_limited(ws, new_lot, settings):
     assert await socket.is_open()
 
 
-async def test_a_frame_over_the_size_limit_closes_with_1009(ws, new_lot, settings):
+async def test_a_frame_over_the_size_limit_closes_with_4009(ws, new_lot, settings):
     settings.WS_MAX_MESSAGE_BYTES = 200
     lot = await new_lot()
     socket, _ = await ws.watch(lot)
@@ -162,17 +162,17 @@ async def test_a_frame_over_the_size_limit_closes_with_1009(ws, new_lot, setting
     assert (await socket.next())["type"] == "PONG"
     await socket.send_text(over)
 
-    assert await socket.close_code() == 1009
+    assert await socket.close_code() == 4009
 
 
-async def test_a_binary_frame_over_the_size_limit_closes_with_1009_too(ws, new_lot, settings):
+async def test_a_binary_frame_over_the_size_limit_closes_with_4009_too(ws, new_lot, settings):
     settings.WS_MAX_MESSAGE_BYTES = 200
     lot = await new_lot()
     socket, _ = await ws.watch(lot)
 
     await socket.send_bytes(b"x" * 201)
 
-    assert await socket.close_code() == 1009
+    assert await socket.close_code() == 4009
 
 
 async def test_bidding_on_a_lot_deleted_meanwhile_is_an_error(ws, new_lot, bidder, seller):
