@@ -237,6 +237,15 @@ WS_TICKET_TTL_SECONDS = env_int("WS_TICKET_TTL_SECONDS", 30)
 
 PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)
 
+# Throttles of the ways in (accounts/throttling.py), counted in the cache (with
+# Redis, across processes): "N/second|minute|hour|day", or e.g. "10/15m".
+# Per client address, log-ins (REST, cookie, admin and browsable-API forms) and registrations together:
+THROTTLE_AUTH = os.environ.get("THROTTLE_AUTH", "30/minute")
+# Per account named (username or e-mail address), from any address:
+THROTTLE_LOGIN_ACCOUNT = os.environ.get("THROTTLE_LOGIN_ACCOUNT", "10/15m")
+# Password-reset e-mails, per client address and per e-mail address:
+THROTTLE_PASSWORD_RESET = os.environ.get("THROTTLE_PASSWORD_RESET", "5/hour")
+
 # --- Cross-origin front ends ------------------------------------------------
 
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
@@ -276,10 +285,6 @@ REST_FRAMEWORK = {
     "COERCE_DECIMAL_TO_STRING": True,
     "DEFAULT_SCHEMA_CLASS": "auction_site.openapi.ErrorAutoSchema",
     "EXCEPTION_HANDLER": "auction_site.exceptions.api_exception_handler",
-    "DEFAULT_THROTTLE_RATES": {
-        "password_reset": os.environ.get("THROTTLE_PASSWORD_RESET", "5/hour"),
-        "auth": os.environ.get("THROTTLE_AUTH", "30/minute"),
-    },
 }
 
 SPECTACULAR_SETTINGS = {
