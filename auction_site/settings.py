@@ -302,12 +302,20 @@ SPECTACULAR_SETTINGS = {
 
 # --- E-mail -----------------------------------------------------------------
 
+# SMTP when EMAIL_HOST is set. Without it, the console in development, and
+# files in EMAIL_FILE_PATH off DEBUG: never the console there, whose output goes
+# to the logs with live password-reset links (the check auction_site.E001
+# stops every command if EMAIL_BACKEND names it; W001, under `check --deploy`,
+# says mail is only written to files).
+CONSOLE_EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+FILE_EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
 EMAIL_BACKEND = os.environ.get(
     "EMAIL_BACKEND",
     "django.core.mail.backends.smtp.EmailBackend"
     if os.environ.get("EMAIL_HOST")
-    else "django.core.mail.backends.console.EmailBackend",
+    else (CONSOLE_EMAIL_BACKEND if DEBUG else FILE_EMAIL_BACKEND),
 )
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(BASE_DIR / "sent-mail"))
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
@@ -438,7 +446,10 @@ LOG_FORMAT = os.environ.get("LOG_FORMAT", "text" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "auction_site.logs.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "auction_site.logs.RequestIdFilter"},
+        "warning_without_traceback": {"()": "auction_site.logs.WarningWithoutTraceback"},
+    },
     "formatters": {
         "json": {"()": "auction_site.logs.JsonFormatter"},
         "text": {"()": "auction_site.logs.TextFormatter"},
@@ -456,5 +467,7 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
         # RequestLogMiddleware logs every request once, with its id.
         "django.request": {"level": "ERROR"},
+        # A request naming a host not in ALLOWED_HOSTS (scanners do it all day): one line.
+        "django.security.DisallowedHost": {"filters": ["warning_without_traceback"]},
     },
 }
