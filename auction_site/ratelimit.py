@@ -17,16 +17,14 @@ import uuid
 from channels.middleware import BaseMiddleware
 from django.conf import settings
 from django.core.cache import cache
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from accounts.middleware import accept_and_close
+from auction_site.outages import REDIS_AWAY, redis_outage
 from bids.presence import get_presence
 
 logger = logging.getLogger(__name__)
 
 CLOSE_TOO_MANY_CONNECTIONS = 4429
-REDIS_AWAY = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 # The limits' clock; tests replace it to cross a window's end without waiting.
@@ -109,7 +107,7 @@ class ConnectionLimitMiddleware(BaseMiddleware):
         try:
             count = await presence.join(room, connection)
         except REDIS_AWAY as exc:
-            logger.warning("connection limit not counted: redis unavailable (%s)", type(exc).__name__)
+            redis_outage.noticed(exc)  # Once per outage, not per socket.
             return await super().__call__(scope, receive, send)
         try:
             if count > limit:
