@@ -9,13 +9,13 @@ from rest_framework import generics, permissions, status
 from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.serializers import (
     TokenBlacklistSerializer,
     TokenObtainPairSerializer,
 )
+from rest_framework_simplejwt.views import TokenObtainPairView
 
 from accounts import services
 from accounts.authentication import enforce_csrf
@@ -28,13 +28,13 @@ from accounts.serializers import (
     UserSerializer,
     WsTicketSerializer,
 )
+from accounts.throttling import LoginThrottle, PasswordResetThrottle, RegistrationThrottle
 
 
 class RegisterApi(APIView):
     permission_classes = [permissions.AllowAny]
     authentication_classes: list = []
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "auth"
+    throttle_classes = [RegistrationThrottle]
 
     @extend_schema(request=RegisterSerializer, responses={201: UserSerializer})
     def post(self, request: Request) -> Response:
@@ -42,6 +42,12 @@ class RegisterApi(APIView):
         serializer.is_valid(raise_exception=True)
         user = services.register_user(**serializer.validated_data)
         return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+class TokenObtainApi(TokenObtainPairView):
+    """simplejwt's log-in, throttled per address and per account."""
+
+    throttle_classes = [LoginThrottle]
 
 
 class MeApi(generics.RetrieveUpdateAPIView):
@@ -59,8 +65,7 @@ class MeApi(generics.RetrieveUpdateAPIView):
 class PasswordResetApi(APIView):
     permission_classes = [permissions.AllowAny]
     authentication_classes: list = []
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "password_reset"
+    throttle_classes = [PasswordResetThrottle]
 
     @extend_schema(request=PasswordResetRequestSerializer, responses={200: DetailSerializer})
     def post(self, request: Request) -> Response:
@@ -150,8 +155,7 @@ class CookieTokenApi(APIView):
 
 
 class CookieLoginApi(CookieTokenApi):
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "auth"
+    throttle_classes = [LoginThrottle]
 
     @extend_schema(request=TokenObtainPairSerializer, responses={200: UserSerializer})
     def post(self, request: Request) -> Response:

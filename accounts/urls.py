@@ -1,7 +1,6 @@
 from django.urls import path
 from rest_framework_simplejwt.views import (
     TokenBlacklistView,
-    TokenObtainPairView,
     TokenRefreshView,
     TokenVerifyView,
 )
@@ -11,7 +10,7 @@ from accounts.serializers import TokenRefreshSerializer, TokenVerifySerializer
 
 auth_urlpatterns = [
     path("register/", apis.RegisterApi.as_view(), name="register"),
-    path("token/", TokenObtainPairView.as_view(), name="token"),
+    path("token/", apis.TokenObtainApi.as_view(), name="token"),
     path("token/refresh/", TokenRefreshView.as_view(serializer_class=TokenRefreshSerializer), name="token-refresh"),
     path("token/verify/", TokenVerifyView.as_view(serializer_class=TokenVerifySerializer), name="token-verify"),
     path("logout/", TokenBlacklistView.as_view(), name="logout"),

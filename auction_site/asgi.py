@@ -13,6 +13,7 @@ from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from accounts.middleware import JWTAuthMiddlewareStack  # noqa: E402
+from auction_site.outages import RedisOutageGuard  # noqa: E402
 from auction_site.ratelimit import ConnectionLimitMiddleware  # noqa: E402
 from bids.routing import websocket_urlpatterns  # noqa: E402
 
@@ -24,12 +25,13 @@ def allowed_websocket_origins() -> list[str]:
 
 
 def websocket_application():
-    """The WebSocket stack: origin check, connections per address, then credentials, then the rooms.
+    """The WebSocket stack: origin check, Redis outages, connections per address, then credentials, then the rooms.
 
     The connection limit comes before authentication: a socket over it costs no database work.
     """
     return OriginValidator(
-        ConnectionLimitMiddleware(JWTAuthMiddlewareStack(URLRouter(websocket_urlpatterns))), allowed_websocket_origins()
+        RedisOutageGuard(ConnectionLimitMiddleware(JWTAuthMiddlewareStack(URLRouter(websocket_urlpatterns)))),
+        allowed_websocket_origins(),
     )
 
 

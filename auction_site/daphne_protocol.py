@@ -20,6 +20,7 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 CLOSE_TOO_SLOW = 4008
+CLOSE_INTERNAL_ERROR = 1011
 
 
 def unsent_bytes(transport) -> int:
@@ -42,3 +43,12 @@ class BoundedSendWebSocketProtocol(WebSocketProtocol):
             self.sendClose(code=CLOSE_TOO_SLOW, reason="too slow: reconnect with ?since=")
             return
         super().serverSend(content, binary)
+
+    def serverClose(self, code=None):
+        # autobahn's sendClose refuses 1011 from an application; daphne sends it
+        # itself (sendCloseFrame) when an application raises. The Redis outage
+        # guard (auction_site/outages.py) closes with it rather than raise.
+        if code == CLOSE_INTERNAL_ERROR and self.state == self.STATE_OPEN:
+            self.sendCloseFrame(code=code, isReply=False)
+            return
+        super().serverClose(code)

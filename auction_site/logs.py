@@ -61,6 +61,16 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class WarningWithoutTraceback(logging.Filter):
+    """A client's fault, not the server's: one WARNING line, no traceback (Django logs a bad `Host` as an ERROR with one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        record.exc_info = record.exc_text = None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

@@ -17,19 +17,34 @@ import uuid
 from channels.middleware import BaseMiddleware
 from django.conf import settings
 from django.core.cache import cache
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from accounts.middleware import accept_and_close
+from auction_site.outages import REDIS_AWAY, redis_outage
 from bids.presence import get_presence
 
 logger = logging.getLogger(__name__)
 
 CLOSE_TOO_MANY_CONNECTIONS = 4429
-REDIS_AWAY = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-def take_allowance(key: str, *, limit: int, window: int) -> int:
+# The limits' clock; tests replace it to cross a window's end without waiting.
+clock = time.time
+
+RATE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """`"30/minute"` -> (30, 60): DRF's format (the unit's first letter counts), and `"20/15m"` for 15 minutes."""
+    count, _, period = rate.partition("/")
+    period = period.strip().lower()
+    digits = period[: len(period) - len(period.lstrip("0123456789"))]
+    unit = period[len(digits) : len(digits) + 1]
+    if unit not in RATE_UNITS:
+        raise ValueError(f"bad rate {rate!r}: expected e.g. 30/minute or 20/15m")
+    return int(count), int(digits or 1) * RATE_UNITS[unit]
+
+
+def take_allowance(key: str, *, limit: int, window: int, fail_open: bool = True) -> int:
     """Count one action against `limit` per `window` seconds (a limit of 0 or less counts nothing).
 
     Returns 0 when the action is allowed, else the seconds until the window
@@ -37,15 +52,19 @@ def take_allowance(key: str, *, limit: int, window: int) -> int:
     window's counter once and `incr` counts atomically (Redis INCR; locmem
     under its lock), so concurrent callers in any process never pass more
     than `limit`. Across a window boundary a client may get up to 2 x `limit`.
+    While Redis is away the action passes uncounted, or with `fail_open=False`
+    the Redis error propagates (the REST handler answers 503).
     """
     if limit <= 0:
         return 0
-    now = time.time()
+    now = clock()
     index = int(now // window)
     counter = f"allowance:{key}:{index}"
     try:
         count = _count(counter, timeout=window + 30)
     except REDIS_AWAY as exc:
+        if not fail_open:
+            raise
         logger.warning("rate limit %s not counted: redis unavailable (%s)", key, type(exc).__name__)
         return 0
     except ValueError:
@@ -88,7 +107,7 @@ class ConnectionLimitMiddleware(BaseMiddleware):
         try:
             count = await presence.join(room, connection)
         except REDIS_AWAY as exc:
-            logger.warning("connection limit not counted: redis unavailable (%s)", type(exc).__name__)
+            redis_outage.noticed(exc)  # Once per outage, not per socket.
             return await super().__call__(scope, receive, send)
         try:
             if count > limit:

@@ -242,6 +242,15 @@ WS_TICKET_TTL_SECONDS = env_int("WS_TICKET_TTL_SECONDS", 30)
 
 PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)
 
+# Throttles of the ways in (accounts/throttling.py), counted in the cache (with
+# Redis, across processes): "N/second|minute|hour|day", or e.g. "10/15m".
+# Per client address, log-ins (REST, cookie, admin and browsable-API forms) and registrations together:
+THROTTLE_AUTH = os.environ.get("THROTTLE_AUTH", "30/minute")
+# Per account named (username or e-mail address), from any address:
+THROTTLE_LOGIN_ACCOUNT = os.environ.get("THROTTLE_LOGIN_ACCOUNT", "10/15m")
+# Password-reset e-mails, per client address and per e-mail address:
+THROTTLE_PASSWORD_RESET = os.environ.get("THROTTLE_PASSWORD_RESET", "5/hour")
+
 # --- Cross-origin front ends ------------------------------------------------
 
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
@@ -286,10 +295,6 @@ REST_FRAMEWORK = {
     "COERCE_DECIMAL_TO_STRING": True,
     "DEFAULT_SCHEMA_CLASS": "auction_site.openapi.ErrorAutoSchema",
     "EXCEPTION_HANDLER": "auction_site.exceptions.api_exception_handler",
-    "DEFAULT_THROTTLE_RATES": {
-        "password_reset": os.environ.get("THROTTLE_PASSWORD_RESET", "5/hour"),
-        "auth": os.environ.get("THROTTLE_AUTH", "30/minute"),
-    },
 }
 
 SPECTACULAR_SETTINGS = {
@@ -307,12 +312,20 @@ SPECTACULAR_SETTINGS = {
 
 # --- E-mail -----------------------------------------------------------------
 
+# SMTP when EMAIL_HOST is set. Without it, the console in development, and
+# files in EMAIL_FILE_PATH off DEBUG: never the console there, whose output goes
+# to the logs with live password-reset links (the check auction_site.E001
+# stops every command if EMAIL_BACKEND names it; W001, under `check --deploy`,
+# says mail is only written to files).
+CONSOLE_EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+FILE_EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
 EMAIL_BACKEND = os.environ.get(
     "EMAIL_BACKEND",
     "django.core.mail.backends.smtp.EmailBackend"
     if os.environ.get("EMAIL_HOST")
-    else "django.core.mail.backends.console.EmailBackend",
+    else (CONSOLE_EMAIL_BACKEND if DEBUG else FILE_EMAIL_BACKEND),
 )
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(BASE_DIR / "sent-mail"))
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
@@ -448,7 +461,10 @@ LOG_FORMAT = os.environ.get("LOG_FORMAT", "text" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "auction_site.logs.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "auction_site.logs.RequestIdFilter"},
+        "warning_without_traceback": {"()": "auction_site.logs.WarningWithoutTraceback"},
+    },
     "formatters": {
         "json": {"()": "auction_site.logs.JsonFormatter"},
         "text": {"()": "auction_site.logs.TextFormatter"},
@@ -466,5 +482,7 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
         # RequestLogMiddleware logs every request once, with its id.
         "django.request": {"level": "ERROR"},
+        # A request naming a host not in ALLOWED_HOSTS (scanners do it all day): one line.
+        "django.security.DisallowedHost": {"filters": ["warning_without_traceback"]},
     },
 }

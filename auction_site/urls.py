@@ -1,10 +1,12 @@
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth.views import LoginView
 from django.urls import include, path, re_path
 from django.views.generic import TemplateView
 from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts.throttling import throttle_login_page
 from accounts.urls import auth_urlpatterns, users_urlpatterns
 from auction_site.health import HealthApi, ReadyApi
 from auction_site.metrics import metrics_view
@@ -27,6 +29,9 @@ page_urlpatterns = [
 
 urlpatterns = [
     *page_urlpatterns,
+    # The HTML login forms, throttled like the REST log-ins (matched before the admin's and DRF's own).
+    path("admin/login/", throttle_login_page(admin.site.login)),
+    path("api-auth/login/", throttle_login_page(LoginView.as_view(template_name="rest_framework/login.html"))),
     path("admin/", admin.site.urls),
     path("api/health/", HealthApi.as_view(), name="health"),
     path("api/ready/", ReadyApi.as_view(), name="ready"),

@@ -27,6 +27,7 @@ from django.utils import timezone
 from accounts.middleware import CLOSE_UNAUTHORIZED
 from auction_site.exceptions import DomainError
 from auction_site.metrics import WEBSOCKETS_OPEN
+from auction_site.outages import redis_outage
 from bids import selectors as bid_selectors
 from bids import services as bid_services
 from bids.events import auction_group, dumps, lot_group, lot_min_next_bid, user_group
@@ -210,6 +211,7 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
     async def join_group(self, group: str) -> None:
         """Join `group` and keep re-joining: the layer drops members older than its group expiry."""
         await self.channel_layer.group_add(group, self.channel_name)
+        redis_outage.answered()
         self.rejoin_task = asyncio.get_running_loop().create_task(self._rejoin_forever(group))
 
     async def _rejoin_forever(self, group: str) -> None:

@@ -81,6 +81,7 @@ def auction_server(tmp_path_factory):
         DJANGO_SETTINGS_MODULE="webtests.server_settings",
         # Every test registers and logs in from 127.0.0.1.
         THROTTLE_AUTH="1000/minute",
+        THROTTLE_LOGIN_ACCOUNT="1000/minute",
         DJANGO_SUPERUSER_PASSWORD=PASSWORD,
         PYTHONUNBUFFERED="1",
     )

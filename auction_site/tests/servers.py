@@ -72,6 +72,7 @@ def production_env(**overrides: str) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
         # Every test registers and logs in from 127.0.0.1.
         THROTTLE_AUTH="1000/minute",
+        THROTTLE_LOGIN_ACCOUNT="1000/minute",
     )
     env.update(overrides)
     return env

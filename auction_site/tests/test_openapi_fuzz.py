@@ -27,7 +27,6 @@ from django.db import close_old_connections
 from django.utils import timezone
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from rest_framework.throttling import ScopedRateThrottle
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -105,12 +104,9 @@ def seeded(make_lot, bidder, other_bidder, staff_user):
 
 
 @pytest.fixture
-def generous_limits(monkeypatch, settings):
+def generous_limits(settings):
     """Fuzzing sends thousands of requests a minute; the production limits would answer 429 to most."""
-    # DRF copies the rates into the throttle class when it is imported: settings overrides would not reach it.
-    monkeypatch.setattr(
-        ScopedRateThrottle, "THROTTLE_RATES", {"auth": "100000/minute", "password_reset": "100000/minute"}
-    )
+    settings.THROTTLE_AUTH = settings.THROTTLE_LOGIN_ACCOUNT = settings.THROTTLE_PASSWORD_RESET = "100000/minute"
     settings.CHAT_MESSAGES_PER_MINUTE = 100_000
 
 
