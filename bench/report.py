@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.clock import markdown as clock_markdown
+
 
 def _ms(value) -> str:
     return "-" if value is None else f"{value:.1f}"
@@ -118,6 +120,7 @@ def markdown(results: dict, *, plots: list[Path]) -> str:
         if "queries_per_request" in s4:
             lines += ["", f"Queries per listing request: {s4['queries_per_request']}."]
         lines.append("")
+    lines += clock_markdown(results.get("clock"))
     rows = [
         (name.upper(), results[name]["server_metrics"])
         for name in ("s1", "s2", "s3", "s4")

@@ -1,6 +1,6 @@
-"""`make bench`: S1 (hot lot), S2 (fan-out), S3 (idle connections), S4 (reads), each against its baseline, in one bounded run.
+"""`make bench`: S1 (hot lot), S2 (fan-out), S3 (idle connections), S4 (reads), each against its baseline, and the clock, in one bounded run.
 
-    python -m bench [--quick | --smoke] [--processes 2] [--database-url URL] [--redis-url URL]
+    python -m bench [--quick | --smoke] [--only s1,s2,s3,s4,clock] [--processes 2] [--database-url URL] [--redis-url URL]
 
 Creates (drops first) its own PostgreSQL database and flushes its own Redis db, migrates,
 starts `--processes` daphne processes on PostgreSQL + Redis, drives them from separate
@@ -19,7 +19,6 @@ import platform
 import queue
 import secrets
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,8 +33,8 @@ import psycopg
 import redis
 
 from auction_site.channel_layer import POOL_SIZE
-from bench import clients, pgbench, report
-from bench.servers import PROJECT_ROOT, _direct, cpu_seconds, daphnes, free_port, rss_kib
+from bench import clients, clock, pgbench, report
+from bench.servers import _direct, cpu_seconds, daphnes, free_port, log, manage, rss_kib
 from bench.stats import percentiles
 
 SIZES = {
@@ -94,10 +93,6 @@ CLIENT_TIMEOUT = 180
 _ctx = multiprocessing.get_context("spawn")
 
 
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 # --- Setup --------------------------------------------------------------------
 
 
@@ -130,21 +125,6 @@ def server_env(args) -> dict[str, str]:
         # Production settings plus S4's constant-response baseline URL (bench/urls.py).
         "DJANGO_SETTINGS_MODULE": "bench.settings",
     }
-
-
-def manage(env: dict[str, str], *command: str) -> str:
-    done = subprocess.run(
-        [sys.executable, *command],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-    return done.stdout
 
 
 # --- Client processes -----------------------------------------------------------
@@ -734,6 +714,7 @@ def verdicts(results: dict) -> list[dict]:
                 )
     out += s3_verdicts(results.get("s3"))
     out += s4_verdicts(results.get("s4"))
+    out += clock.verdicts(results.get("clock"))
     return out
 
 
@@ -845,7 +826,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     group.add_argument("--quick", action="store_true", help="smaller sizes, under 5 minutes")
     group.add_argument("--smoke", action="store_true", help="tiny sizes, about 1 minute (the pytest smoke test)")
     parser.add_argument("--processes", type=int, default=2, help="daphne processes (default 2)")
-    parser.add_argument("--scenarios", default="s1,s2,s3,s4", help="comma-separated: s1, s2, s3, s4")
+    parser.add_argument(
+        "--only",
+        "--scenarios",
+        dest="scenarios",
+        default="s1,s2,s3,s4,clock",
+        help="comma-separated: s1, s2, s3, s4, clock",
+    )
     parser.add_argument(
         "--database-url",
         default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/auction_bench"),
@@ -853,6 +840,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"))
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--clock-logs", type=Path, help="keep the clock processes' logs there (default: discarded)")
     return parser.parse_args(argv)
 
 
@@ -878,26 +866,31 @@ def main(argv: list[str] | None = None) -> int:
     redis.Redis.from_url(args.redis_url).flushdb()
     env = server_env(args)
     manage(env, "manage.py", "migrate", "--noinput")
-    users = 2 * (max(max(size["concurrency"]), OPEN_LOOP_BIDDERS) + S2_BIDDERS)
-    seed = json.loads(manage(env, "-m", "bench.seed", str(users), str(size["open_lots"])))
-    seed["t0"] = time.time()
-    with ExitStack() as stack:
-        log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-logs-")))
-        servers = stack.enter_context(daphnes(args.processes, env=env, log_dir=log_dir))
-        urls = [url for url, _ in servers]
-        results["server_pids"] = [pid for _, pid in servers]
-        log(f"daphne pids {results['server_pids']} (for py-spy)")
-        pids = results["server_pids"]
-        for name, scenario in (
-            ("s1", scenario_s1),
-            ("s2", scenario_s2),
-            ("s3", lambda *a: scenario_s3(*a, pids)),
-            ("s4", scenario_s4),
-        ):
-            if name in scenarios:
-                before = server_metrics(urls)
-                results[name] = scenario(args, size, urls, seed)
-                results[name]["server_metrics"] = metrics_delta(before, server_metrics(urls))
+    served = [name for name in ("s1", "s2", "s3", "s4") if name in scenarios]
+    if served:
+        users = 2 * (max(max(size["concurrency"]), OPEN_LOOP_BIDDERS) + S2_BIDDERS)
+        seed = json.loads(manage(env, "-m", "bench.seed", str(users), str(size["open_lots"])))
+        seed["t0"] = time.time()
+        with ExitStack() as stack:
+            log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-logs-")))
+            servers = stack.enter_context(daphnes(args.processes, env=env, log_dir=log_dir))
+            urls = [url for url, _ in servers]
+            results["server_pids"] = [pid for _, pid in servers]
+            log(f"daphne pids {results['server_pids']} (for py-spy)")
+            pids = results["server_pids"]
+            for name, scenario in (
+                ("s1", scenario_s1),
+                ("s2", scenario_s2),
+                ("s3", lambda *a: scenario_s3(*a, pids)),
+                ("s4", scenario_s4),
+            ):
+                if name in scenarios:
+                    before = server_metrics(urls)
+                    results[name] = scenario(args, size, urls, seed)
+                    results[name]["server_metrics"] = metrics_delta(before, server_metrics(urls))
+    if "clock" in scenarios:
+        # After the daphne processes have stopped: the clocks have the machine to themselves.
+        results["clock"] = clock.scenario(database_url=args.database_url, env=env, mode=mode, keep_logs=args.clock_logs)
     results["verdicts"] = verdicts(results)
     results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Start and always stop the processes a benchmark run needs (daphne, the baseline server).
+"""Start and always stop the processes a benchmark run needs (daphne, clocks, a private Redis, the baseline server).
 
 Ideas from `bids/tests/live_servers.py`, kept separate so the tests' launcher can change freely.
 """
@@ -6,6 +6,8 @@ Ideas from `bids/tests/live_servers.py`, kept separate so the tests' launcher ca
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +22,26 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT = 30
 STOP_TIMEOUT = 5
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def manage(env: dict[str, str], *command: str) -> str:
+    """Run `python *command` in the project with `env` added; its stdout (its output on failure, raised)."""
+    done = subprocess.run(
+        [sys.executable, *command],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return done.stdout
 
 
 def free_port() -> int:
@@ -104,3 +126,81 @@ def daphnes(count: int, *, env: dict[str, str], log_dir: Path) -> Iterator[list[
     finally:
         for process in processes:
             stop(process)
+
+
+@contextmanager
+def clocks(count: int, *, env: dict[str, str], log_dir: Path, name: str) -> Iterator[list[tuple[Path, int]]]:
+    """`count` `manage.py run_clock` processes, logging to `<log_dir>/<name>-<k>.log`; yields [(log, pid)].
+
+    Yields once each has logged "clock started" (LOG_LEVEL INFO); stopped with SIGTERM on the way out.
+    """
+    processes: list[subprocess.Popen] = []
+    logs: list[Path] = []
+    try:
+        for k in range(count):
+            path = log_dir / f"{name}-{k}.log"
+            with path.open("w") as out:
+                processes.append(
+                    subprocess.Popen(
+                        [sys.executable, "manage.py", "run_clock"],
+                        cwd=PROJECT_ROOT,
+                        env={**os.environ, **env},
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+            logs.append(path)
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not all("clock started" in path.read_text(errors="replace") for path in logs):
+            if any(p.poll() is not None for p in processes):
+                raise RuntimeError(f"a clock process exited while starting; see {log_dir}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"a clock did not start within {STARTUP_TIMEOUT} s; see {log_dir}")
+            time.sleep(0.1)
+        yield [(path, p.pid) for path, p in zip(logs, processes, strict=True)]
+    finally:
+        for process in processes:
+            stop(process)
+
+
+class PrivateRedis:
+    """A redis-server of the benchmark's own on a free port: SIGSTOP freezes it without touching the shared one."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (needed to freeze Redis)")
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        self.frozen = False
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.process.kill()
+                    raise RuntimeError("the private redis-server did not start") from None
+                time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def freeze(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+        self.frozen = False
+
+    def close(self) -> None:
+        if self.frozen:
+            self.thaw()
+        self.process.kill()
+        self.process.wait(STOP_TIMEOUT)

@@ -1,4 +1,4 @@
-"""A tiny run of `make bench`, so the benchmark cannot rot: S1 to S4 end to end (about 1 minute)."""
+"""A tiny run of `make bench`, so the benchmark cannot rot: S1 to S4 and the clock end to end (about 2 minutes)."""
 
 import json
 import os
@@ -47,6 +47,16 @@ def test_smoke_run_measures_every_scenario_and_checks_invariants(tmp_path):
         assert run["rate"] > 0 and not run["errors"], run
     assert all(b["accepted"] for b in s4["bidding"]), s4["bidding"]
     assert s4["queries_per_request"] <= 3
+    clock = results["clock"]
+    assert [(run["clocks"], run["redis"]) for run in clock["runs"]] == [
+        (1, "up"),
+        (2, "up"),
+        (1, "frozen"),
+        (2, "frozen"),
+    ]
+    for run in clock["runs"]:
+        # Safety only (latency and liveness are what the run measures): never closed twice, never early.
+        assert set(run["ended_events"]) <= {"0", "1"} and run["closed_early"] == 0, run
     assert results["verdicts"]
 
 
