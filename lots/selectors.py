@@ -18,14 +18,26 @@ def list_public_lots() -> QuerySet[Lot]:
     return lots_with_people().exclude(status=LotStatus.DRAFT)
 
 
+def visible_to(user) -> Q:
+    """Which lots `user` may see, the one rule every path applies: drafts only by their seller and staff.
+
+    A lot outside it is `lot_not_found` everywhere (REST and WebSocket), never
+    a refusal that would confirm it exists.
+    """
+    if user.is_authenticated and user.is_staff:
+        return Q()
+    if user.is_authenticated:
+        return ~Q(status=LotStatus.DRAFT) | Q(seller=user)
+    return ~Q(status=LotStatus.DRAFT)
+
+
 def list_visible_lots(*, user) -> QuerySet[Lot]:
     """Public lots, plus the user's own drafts (all drafts for staff)."""
-    lots = lots_with_people()
-    if user.is_authenticated and user.is_staff:
-        return lots
-    if user.is_authenticated:
-        return lots.filter(~Q(status=LotStatus.DRAFT) | Q(seller=user))
-    return lots.exclude(status=LotStatus.DRAFT)
+    return lots_with_people().filter(visible_to(user))
+
+
+def is_lot_visible(*, lot_id: int, user) -> bool:
+    return Lot.objects.filter(visible_to(user), pk=lot_id).exists()
 
 
 def get_lot(*, lot_id: int) -> Lot | None:
@@ -33,7 +45,7 @@ def get_lot(*, lot_id: int) -> Lot | None:
 
 
 def list_watchlist(*, user) -> QuerySet[Lot]:
-    return lots_with_people().filter(watches__user=user).order_by("-watches__created_at")
+    return list_visible_lots(user=user).filter(watches__user=user).order_by("-watches__created_at")
 
 
 def list_won_lots(*, user) -> QuerySet[Lot]:

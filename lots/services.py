@@ -19,6 +19,7 @@ from bids.events import Outbox, flush_outboxes, lot_result, notify_user, wake_cl
 from bids.rules import currency_places, parse_money
 from lots.exceptions import LotActionRefused, NotLotManager
 from lots.models import Auction, Lot, LotStatus, Registration, RegistrationStatus, Watch
+from lots.selectors import is_lot_visible, visible_to
 
 PRICE_FIELDS = ("currency", "starting_price", "reserve_price", "buy_now_price", "bid_increment")
 ENDED = (LotStatus.CLOSED, LotStatus.CANCELLED)
@@ -34,10 +35,15 @@ def locked_lots():
     return Lot.objects.select_for_update(of=("self",))
 
 
-def lock_lot(lot_id: int) -> Lot:
-    """The lot, its row locked until the transaction ends. Raises `lot_not_found`."""
+def lock_lot(lot_id: int, *, viewer=None) -> Lot:
+    """The lot, its row locked until the transaction ends. Raises `lot_not_found`.
+
+    With a `viewer` (a user or anonymous), a lot they may not see is
+    `lot_not_found` too (`selectors.visible_to`); None is the system (the clock).
+    """
+    lots = locked_lots() if viewer is None else locked_lots().filter(visible_to(viewer))
     try:
-        return locked_lots().get(pk=lot_id)
+        return lots.get(pk=lot_id)
     except (Lot.DoesNotExist, ValueError, TypeError):
         raise NotFound("lot_not_found", "No such lot.") from None
 
@@ -143,7 +149,7 @@ def update_lot(*, lot_id: int, actor, changes: dict[str, Any], now: datetime | N
 
     Raises `not_lot_manager`, `lot_closed`, `lot_has_bids`, `invalid_*`.
     """
-    lot = lock_lot(lot_id)
+    lot = lock_lot(lot_id, viewer=actor)
     ensure_can_manage(lot=lot, actor=actor)
     if lot.status in ENDED:
         raise LotActionRefused("lot_closed", "An ended lot cannot be edited.")
@@ -175,7 +181,7 @@ def lot_public_times(lot: Lot) -> dict[str, Any]:
 @transaction.atomic
 def delete_lot(*, lot_id: int, actor) -> None:
     """Delete a lot nobody has bid on. Raises `not_lot_manager`, `lot_has_bids`."""
-    lot = lock_lot(lot_id)
+    lot = lock_lot(lot_id, viewer=actor)
     ensure_can_manage(lot=lot, actor=actor)
     if lot.bid_count or lot.bids.exists():
         raise LotActionRefused("lot_has_bids", "A lot with bids cannot be deleted; cancel it instead.")
@@ -185,7 +191,7 @@ def delete_lot(*, lot_id: int, actor) -> None:
 @transaction.atomic
 def open_lot(*, lot_id: int, actor, now: datetime | None = None) -> Lot:
     """Open a draft or scheduled lot now. Raises `not_lot_manager`, `lot_open`, `lot_closed`, `invalid_schedule`."""
-    lot = lock_lot(lot_id)
+    lot = lock_lot(lot_id, viewer=actor)
     ensure_can_manage(lot=lot, actor=actor)
     now = now or timezone.now()
     if lot.status == LotStatus.OPEN:
@@ -230,7 +236,7 @@ def close_lot(*, lot_id: int, actor, now: datetime | None = None) -> Lot:
 
     Raises `not_lot_manager`, `lot_not_open`, `lot_closed`.
     """
-    lot = lock_lot(lot_id)
+    lot = lock_lot(lot_id, viewer=actor)
     ensure_can_manage(lot=lot, actor=actor)
     if lot.status in ENDED:
         raise LotActionRefused("lot_closed", "The lot has already ended.")
@@ -390,7 +396,7 @@ def stagger_auction_lots(
 @transaction.atomic
 def cancel_lot(*, lot_id: int, actor, now: datetime | None = None) -> Lot:
     """End a lot with no winner. Locks the lot row. Raises `not_lot_manager`, `lot_closed`."""
-    lot = lock_lot(lot_id)
+    lot = lock_lot(lot_id, viewer=actor)
     ensure_can_manage(lot=lot, actor=actor)
     if lot.status in ENDED:
         raise LotActionRefused("lot_closed", "The lot has already ended.")
@@ -407,7 +413,7 @@ def cancel_lot(*, lot_id: int, actor, now: datetime | None = None) -> Lot:
 
 def watch_lot(*, lot_id: int, user) -> Watch:
     """Add a lot to the user's watchlist (idempotent). Raises `lot_not_found`."""
-    if not Lot.objects.filter(pk=lot_id).exists():
+    if not is_lot_visible(lot_id=lot_id, user=user):
         raise NotFound("lot_not_found", "No such lot.")
     try:
         watch, _ = Watch.objects.get_or_create(user=user, lot_id=lot_id)
@@ -417,6 +423,9 @@ def watch_lot(*, lot_id: int, user) -> Watch:
 
 
 def unwatch_lot(*, lot_id: int, user) -> None:
+    """Take a lot off the user's watchlist (idempotent). Raises `lot_not_found`."""
+    if not is_lot_visible(lot_id=lot_id, user=user):
+        raise NotFound("lot_not_found", "No such lot.")
     Watch.objects.filter(user=user, lot_id=lot_id).delete()
 
 
