@@ -101,7 +101,11 @@ class LotWriteSerializer(serializers.Serializer):
     image = serializers.ImageField(required=False, allow_null=True)
     currency = serializers.ChoiceField(choices=sorted(settings.AUCTION_CURRENCIES), required=False)
     auction = serializers.SlugRelatedField(
-        slug_field="slug", queryset=Auction.objects.all(), required=False, allow_null=True
+        slug_field="slug",
+        queryset=Auction.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Staff only; it cannot change once the lot has bids.",
     )
     starting_price = MoneyField()
     reserve_price = MoneyField(required=False, allow_null=True)
@@ -118,17 +122,18 @@ class LotWriteSerializer(serializers.Serializer):
     lot_number = serializers.IntegerField(required=False, allow_null=True, min_value=1)
     draft = serializers.BooleanField(required=False, default=False, write_only=True)
 
-    def validate_auction(self, auction: Auction | None) -> Auction | None:
-        user = self.context["request"].user
-        if auction is not None and not user.is_staff:
-            raise serializers.ValidationError("Only staff add lots to a sale.", code="not_staff")
-        return auction
-
 
 class LotUpdateSerializer(LotWriteSerializer):
     """Used with `partial=True`: only the fields sent change."""
 
     draft = None
+    reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=500,
+        write_only=True,
+        help_text="Required when staff move the end of a lot with bids earlier; kept in the lot's audit log.",
+    )
 
 
 class StaggerSerializer(serializers.Serializer):

@@ -10,6 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -100,12 +102,15 @@ def create_lot(
     lot_number: int | None = None,
     image=None,
     draft: bool = False,
+    actor=None,
     now: datetime | None = None,
 ) -> Lot:
-    """Create a lot: a draft, scheduled for `starts_at`, or open now.
+    """Create a lot: a draft, scheduled for `starts_at`, or open now. `actor`: who asks (None: the system).
 
-    Raises `invalid_amount`, `invalid_price`, `invalid_currency`, `invalid_schedule`.
+    Raises `not_staff`, `invalid_amount`, `invalid_price`, `invalid_currency`, `invalid_schedule`.
     """
+    if auction is not None and actor is not None and not actor.is_staff:
+        raise NotLotManager("not_staff", "Only staff add lots to a sale.")
     now = now or timezone.now()
     currency = (currency or settings.AUCTION_DEFAULT_CURRENCY).upper()
     money = _validate_money(
@@ -143,20 +148,67 @@ def create_lot(
     return lot
 
 
-@transaction.atomic
-def update_lot(*, lot_id: int, actor, changes: dict[str, Any], now: datetime | None = None) -> Lot:
-    """Edit a lot. Price rules are frozen once bidding started. Locks the lot row.
+def _ensure_can_move_between_sales(*, lot: Lot, actor, auction: Auction | None) -> None:
+    """Only staff put a lot into a sale or take it out, and never once it has bids: the sale's rules
+    (registration) are part of what its bidders bid under. Raises `not_staff`, `lot_has_bids`."""
+    if (auction.pk if auction is not None else None) == lot.auction_id:
+        return
+    if actor is not None and not actor.is_staff:
+        raise NotLotManager("not_staff", "Only staff move a lot into or out of a sale.")
+    if lot.bid_count:
+        raise LotActionRefused("lot_has_bids", "A lot cannot change sale once bidding has started.")
 
-    Raises `not_lot_manager`, `lot_closed`, `lot_has_bids`, `invalid_*`.
+
+def _ends_moved_earlier(lot: Lot, changes: dict[str, Any]) -> list[str]:
+    return [field for field in ("ends_at", "hard_ends_at") if field in changes and changes[field] < getattr(lot, field)]
+
+
+def _ensure_end_may_move_earlier(*, lot: Lot, actor, reason: str) -> None:
+    """Once bidding started, the end moves earlier only by staff, with a reason. Raises `lot_has_bids`,
+    `reason_required`."""
+    if actor is not None and not actor.is_staff:
+        raise LotActionRefused("lot_has_bids", "Once bidding has started the lot's end can only move later.")
+    if not reason.strip():
+        raise InvalidInput("reason_required", "Say why the end moves earlier after bids.", field="reason")
+
+
+def _record_shortening(*, lot: Lot, actor, before: dict[str, datetime], reason: str) -> None:
+    """The audit record of an end moved earlier after bids: an admin log entry on the lot (who, from, to, why)."""
+    if actor is None:
+        return
+    moves = "; ".join(f"{field} {before[field].isoformat()} -> {getattr(lot, field).isoformat()}" for field in before)
+    LogEntry.objects.create(
+        user_id=actor.pk,
+        content_type=ContentType.objects.get_for_model(Lot),
+        object_id=str(lot.pk),
+        object_repr=str(lot)[:200],
+        action_flag=CHANGE,
+        change_message=f"Moved earlier after {lot.bid_count} bid(s): {moves}. Reason: {reason.strip()}",
+    )
+
+
+@transaction.atomic
+def update_lot(*, lot_id: int, actor, changes: dict[str, Any], reason: str = "", now: datetime | None = None) -> Lot:
+    """Edit a lot. Price rules and its sale are frozen once bidding started, and its end only moves
+    later (earlier: staff, with a `reason`, recorded). Locks the lot row.
+
+    Raises `lot_not_found`, `not_lot_manager`, `not_staff`, `lot_closed`, `lot_has_bids`,
+    `reason_required`, `invalid_*`.
     """
     lot = lock_lot(lot_id, viewer=actor)
     ensure_can_manage(lot=lot, actor=actor)
     if lot.status in ENDED:
         raise LotActionRefused("lot_closed", "An ended lot cannot be edited.")
+    if "auction" in changes:
+        _ensure_can_move_between_sales(lot=lot, actor=actor, auction=changes["auction"])
     if lot.bid_count and any(field in changes for field in PRICE_FIELDS):
         raise LotActionRefused("lot_has_bids", "Prices cannot change once bidding has started.")
     if lot.status == LotStatus.OPEN and "starts_at" in changes:
         raise LotActionRefused("lot_open", "An open lot's start cannot change.")
+    shortened = _ends_moved_earlier(lot, changes) if lot.bid_count else []
+    if shortened:
+        _ensure_end_may_move_earlier(lot=lot, actor=actor, reason=reason)
+    before = {field: getattr(lot, field) for field in shortened}
     currency = str(changes.get("currency", lot.currency)).upper()
     money = _validate_money(changes, currency)
     for field, value in {**changes, **money, "currency": currency}.items():
@@ -168,8 +220,11 @@ def update_lot(*, lot_id: int, actor, changes: dict[str, Any], now: datetime | N
     _check_lot_rules(lot)
     outbox = Outbox(lot, times_changed=bool({"starts_at", "ends_at"} & changes.keys()))
     if lot.status == LotStatus.OPEN:
-        outbox.lot_event("LOT_UPDATED", lot=lot_public_times(lot))
+        # Bidders see why their lot ends sooner.
+        outbox.lot_event("LOT_UPDATED", lot=lot_public_times(lot), **({"reason": reason.strip()} if before else {}))
     lot.save()
+    if before:
+        _record_shortening(lot=lot, actor=actor, before=before, reason=reason)
     outbox.flush()
     return lot
 

@@ -1,10 +1,16 @@
 """REST rules found by an outside attacker (issue 15): hidden drafts, moving lots between sales,
 shortening a lot after bids, ended lots in lists, and the one money format."""
 
+from datetime import timedelta
+
 import pytest
+from django.contrib.admin.models import LogEntry
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from bids.models import ChatMessage
-from lots.models import Lot, LotStatus, Watch
+from bids.tests.utils import bid, lot_events
+from lots.models import Auction, Lot, LotStatus, Registration, RegistrationStatus, Watch
 
 pytestmark = pytest.mark.django_db
 
@@ -79,3 +85,165 @@ def test_seller_and_staff_see_and_watch_the_draft(make_lot, client_for, request,
     assert client.get(f"/api/lots/{draft.pk}/").json()["status"] == "draft"
     assert client.post(f"/api/lots/{draft.pk}/watch/").status_code == 201
     assert client.patch(f"/api/lots/{draft.pk}/", {"title": "Renamed"}, format="json").status_code == 200
+
+
+# --- 5. Only staff move a lot between sales, and never once it has bids ---------------
+
+
+@pytest.fixture
+def sale():
+    return Auction.objects.create(title="Spring sale", slug="spring", requires_registration=True)
+
+
+@pytest.fixture
+def other_sale():
+    return Auction.objects.create(title="Summer sale", slug="summer", requires_registration=False)
+
+
+def approve(user, auction, paddle=1):
+    Registration.objects.create(auction=auction, user=user, paddle_number=paddle, status=RegistrationStatus.APPROVED)
+
+
+def test_seller_cannot_take_a_lot_with_bids_out_of_a_registration_sale(
+    make_lot, staff_user, sale, seller, bidder, other_bidder, client_for
+):
+    lot = make_lot()
+    Lot.objects.filter(pk=lot.pk).update(auction=sale)  # put there by staff
+    approve(bidder, sale)
+    bid(lot, bidder, "10.00")
+
+    response = client_for(seller).patch(f"/api/lots/{lot.pk}/", {"auction": None}, format="json")
+
+    assert (response.status_code, response.json()["code"]) == (403, "not_staff")
+    assert Lot.objects.get(pk=lot.pk).auction_id == sale.pk
+    refused = client_for(other_bidder).post(f"/api/lots/{lot.pk}/bids/", {"amount": "20.00"}, format="json")
+    assert refused.json()["code"] == "not_registered"
+
+
+@pytest.mark.parametrize("target", [None, "summer", "spring"])
+def test_seller_never_moves_a_lot_between_sales(make_lot, sale, other_sale, seller, client_for, target):
+    lot = make_lot()
+    if target != "spring":
+        Lot.objects.filter(pk=lot.pk).update(auction=sale)
+    start = Lot.objects.get(pk=lot.pk).auction_id
+
+    response = client_for(seller).patch(f"/api/lots/{lot.pk}/", {"auction": target}, format="json")
+
+    assert (response.status_code, response.json()["code"]) == (403, "not_staff")
+    assert Lot.objects.get(pk=lot.pk).auction_id == start
+
+
+def test_seller_may_resend_the_lots_own_sale(make_lot, sale, seller, client_for):
+    lot = make_lot()
+    Lot.objects.filter(pk=lot.pk).update(auction=sale)
+
+    response = client_for(seller).patch(f"/api/lots/{lot.pk}/", {"auction": "spring", "title": "New"}, format="json")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["auction"] == "spring"
+
+
+def test_seller_cannot_create_a_lot_in_a_sale(sale, seller, client_for):
+    body = {"title": "Lamp", "starting_price": "10.00", "ends_at": (timezone.now() + timedelta(hours=1)).isoformat()}
+
+    response = client_for(seller).post("/api/lots/", {**body, "auction": "spring"}, format="json")
+
+    assert (response.status_code, response.json()["code"]) == (403, "not_staff")
+    assert not Lot.objects.exists()
+
+
+@pytest.mark.parametrize("target", [None, "summer"])
+def test_nobody_moves_an_open_lot_with_bids_between_sales(
+    make_lot, sale, other_sale, staff_user, bidder, client_for, target
+):
+    lot = make_lot()
+    Lot.objects.filter(pk=lot.pk).update(auction=sale)
+    approve(bidder, sale)
+    bid(lot, bidder, "10.00")
+
+    response = client_for(staff_user).patch(f"/api/lots/{lot.pk}/", {"auction": target}, format="json")
+
+    assert (response.status_code, response.json()["code"]) == (409, "lot_has_bids")
+    assert Lot.objects.get(pk=lot.pk).auction_id == sale.pk
+
+
+def test_staff_move_a_lot_without_bids(make_lot, sale, other_sale, staff_user, client_for):
+    lot = make_lot()
+    client = client_for(staff_user)
+
+    assert client.patch(f"/api/lots/{lot.pk}/", {"auction": "spring"}, format="json").json()["auction"] == "spring"
+    assert client.patch(f"/api/lots/{lot.pk}/", {"auction": "summer"}, format="json").json()["auction"] == "summer"
+    assert client.patch(f"/api/lots/{lot.pk}/", {"auction": None}, format="json").json()["auction"] is None
+
+
+# --- 6. Once a lot has bids, its end only moves later (earlier: staff, with a reason) ----
+
+
+@pytest.fixture
+def bid_on_lot(make_lot, bidder):
+    lot = make_lot(ends_at=timezone.now() + timedelta(hours=2))
+    bid(lot, bidder, "10.00")
+    return Lot.objects.get(pk=lot.pk)
+
+
+def _iso(moment):
+    return moment.isoformat()
+
+
+@pytest.mark.parametrize("field", ["ends_at", "hard_ends_at"])
+def test_seller_cannot_move_the_end_earlier_after_bids(bid_on_lot, seller, client_for, field):
+    earlier = getattr(bid_on_lot, field) - timedelta(minutes=30)
+
+    response = client_for(seller).patch(
+        f"/api/lots/{bid_on_lot.pk}/", {field: _iso(earlier), "reason": "I changed my mind"}, format="json"
+    )
+
+    assert (response.status_code, response.json()["code"]) == (409, "lot_has_bids")
+    assert getattr(Lot.objects.get(pk=bid_on_lot.pk), field) == getattr(bid_on_lot, field)
+
+
+def test_seller_may_move_the_end_later_after_bids(bid_on_lot, seller, client_for):
+    later = bid_on_lot.ends_at + timedelta(hours=1)
+
+    response = client_for(seller).patch(f"/api/lots/{bid_on_lot.pk}/", {"ends_at": _iso(later)}, format="json")
+
+    assert response.status_code == 200, response.content
+    assert parse_datetime(response.json()["ends_at"]) == later
+
+
+def test_seller_may_move_the_end_earlier_before_any_bid(make_lot, seller, client_for):
+    lot = make_lot(ends_at=timezone.now() + timedelta(hours=2))
+    earlier = lot.ends_at - timedelta(hours=1)
+
+    response = client_for(seller).patch(f"/api/lots/{lot.pk}/", {"ends_at": _iso(earlier)}, format="json")
+
+    assert response.status_code == 200, response.content
+
+
+@pytest.mark.parametrize("reason", [None, "", "   "])
+def test_staff_need_a_reason_to_move_the_end_earlier_after_bids(bid_on_lot, staff_user, client_for, reason):
+    body = {"ends_at": _iso(bid_on_lot.ends_at - timedelta(minutes=30))}
+    if reason is not None:
+        body["reason"] = reason
+
+    response = client_for(staff_user).patch(f"/api/lots/{bid_on_lot.pk}/", body, format="json")
+
+    assert (response.status_code, response.json()["code"]) == (400, "reason_required")
+    assert Lot.objects.get(pk=bid_on_lot.pk).ends_at == bid_on_lot.ends_at
+
+
+def test_staff_move_the_end_earlier_with_a_reason_recorded(bid_on_lot, staff_user, client_for):
+    earlier = bid_on_lot.ends_at - timedelta(minutes=30)
+
+    response = client_for(staff_user).patch(
+        f"/api/lots/{bid_on_lot.pk}/", {"ends_at": _iso(earlier), "reason": "Seller withdrew the item"}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
+    assert Lot.objects.get(pk=bid_on_lot.pk).ends_at == earlier
+    entry = LogEntry.objects.get(object_id=str(bid_on_lot.pk))
+    assert entry.user_id == staff_user.pk
+    assert "Seller withdrew the item" in entry.change_message
+    assert earlier.isoformat() in entry.change_message
+    updated = lot_events(bid_on_lot)[-1]
+    assert (updated["type"], updated["reason"]) == ("LOT_UPDATED", "Seller withdrew the item")
