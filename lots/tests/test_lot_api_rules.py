@@ -247,3 +247,59 @@ def test_staff_move_the_end_earlier_with_a_reason_recorded(bid_on_lot, staff_use
     assert earlier.isoformat() in entry.change_message
     updated = lot_events(bid_on_lot)[-1]
     assert (updated["type"], updated["reason"]) == ("LOT_UPDATED", "Seller withdrew the item")
+
+
+# --- 14. A lot past its end is never listed as open, even with every clock stopped -----
+
+
+def _end_passed(lot):
+    """Its end passed while no clock ran: the row still says `open`."""
+    now = timezone.now()
+    Lot.objects.filter(pk=lot.pk).update(
+        starts_at=now - timedelta(hours=2), ends_at=now - timedelta(minutes=1), hard_ends_at=now - timedelta(minutes=1)
+    )
+    assert Lot.objects.get(pk=lot.pk).status == LotStatus.OPEN
+
+
+def test_ended_lots_are_not_listed_as_open(make_lot, bidder, api_client):
+    running = make_lot(title="Running")
+    ended = make_lot(title="Ended")
+    bid(ended, bidder, "10.00")
+    _end_passed(ended)
+
+    open_page = api_client.get("/api/lots/?status=open").json()
+    closed_page = api_client.get("/api/lots/?status=closed").json()
+    everything = {lot["title"]: lot for lot in api_client.get("/api/lots/").json()["results"]}
+
+    assert ([lot["title"] for lot in open_page["results"]], open_page["count"]) == (["Running"], 1)
+    assert [lot["title"] for lot in closed_page["results"]] == ["Ended"]
+    assert everything["Ended"]["status"] == "closed"
+    assert (everything["Ended"]["winner"], everything["Ended"]["final_price"]) == ("alice", "10.00")
+    assert everything["Running"]["status"] == "open"
+    assert Lot.objects.get(pk=running.pk).status == LotStatus.OPEN
+
+
+def test_won_lists_an_ended_lot_the_user_leads_with_the_reserve_met(make_lot, bidder, other_bidder, client_for):
+    won = make_lot(title="Won")
+    below_reserve = make_lot(title="Below reserve", reserve_price="50.00")
+    outbid = make_lot(title="Outbid")
+    for lot in (won, below_reserve):
+        bid(lot, bidder, "10.00")
+    bid(outbid, bidder, "10.00")
+    bid(outbid, other_bidder, "20.00")
+    for lot in (won, below_reserve, outbid):
+        _end_passed(lot)
+
+    mine = client_for(bidder).get("/api/users/me/won/").json()["results"]
+    theirs = client_for(other_bidder).get("/api/users/me/won/").json()["results"]
+
+    assert [(lot["title"], lot["status"], lot["winner"]) for lot in mine] == [("Won", "closed", "alice")]
+    assert [lot["title"] for lot in theirs] == ["Outbid"]
+
+
+def test_my_bids_show_an_ended_lot_as_closed(make_lot, bidder, client_for):
+    lot = make_lot()
+    bid(lot, bidder, "10.00")
+    _end_passed(lot)
+
+    assert [row["lot_status"] for row in client_for(bidder).get("/api/users/me/bids/").json()["results"]] == ["closed"]
