@@ -338,10 +338,14 @@ def test_max_amount_below_amount_is_invalid(make_lot, bidder):
     assert not Bid.objects.exists()
 
 
-def test_amount_with_trailing_zeros_is_fine(make_lot, bidder):
+def test_amount_takes_at_most_two_decimals(make_lot, bidder):
     lot = make_lot(starting_price="1.00")
 
-    assert bid(lot, bidder, "12.500").bid.amount == Decimal("12.50")
+    with pytest.raises(InvalidBid) as caught:
+        bid(lot, bidder, "12.500")
+
+    assert caught.value.code == "invalid_amount"
+    assert bid(lot, bidder, "12.5").bid.amount == Decimal("12.50")
 
 
 def test_amounts_follow_the_lot_currency_minor_units(make_lot, bidder):

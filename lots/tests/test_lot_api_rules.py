@@ -303,3 +303,53 @@ def test_my_bids_show_an_ended_lot_as_closed(make_lot, bidder, client_for):
     _end_passed(lot)
 
     assert [row["lot_status"] for row in client_for(bidder).get("/api/users/me/bids/").json()["results"]] == ["closed"]
+
+
+# --- Money input takes one plain format -------------------------------------------------
+
+# Decimal() takes each of these.
+NOT_PLAIN_AMOUNTS = [
+    "\u0663\u0660",
+    "\uff13\uff10",
+    "1_000",
+    "+15",
+    " 20 ",
+    "\t20",
+    "1e3",
+    "20.",
+    ".5",
+    "20.500",
+    "-15",
+]
+
+
+@pytest.mark.parametrize("amount", NOT_PLAIN_AMOUNTS)
+def test_bids_take_plain_amounts_only(make_lot, bidder, client_for, amount):
+    lot = make_lot()
+    client = client_for(bidder)
+
+    for body in ({"amount": amount}, {"amount": "20.00", "max_amount": amount}):
+        response = client.post(f"/api/lots/{lot.pk}/bids/", body, format="json")
+        assert (response.status_code, response.json()["code"]) == (400, "invalid_amount"), body
+
+    assert Lot.objects.get(pk=lot.pk).bid_count == 0
+
+
+@pytest.mark.parametrize("amount", NOT_PLAIN_AMOUNTS)
+def test_lot_prices_take_plain_amounts_only(seller, client_for, amount):
+    body = {"title": "Lamp", "starting_price": amount, "ends_at": (timezone.now() + timedelta(hours=1)).isoformat()}
+
+    response = client_for(seller).post("/api/lots/", body, format="json")
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_amount")
+    assert not Lot.objects.exists()
+
+
+@pytest.mark.parametrize(("amount", "stored"), [("30", "30.00"), ("30.5", "30.50"), ("030.05", "30.05"), (30, "30.00")])
+def test_plain_amounts_are_taken(make_lot, bidder, client_for, amount, stored):
+    lot = make_lot()
+
+    response = client_for(bidder).post(f"/api/lots/{lot.pk}/bids/", {"amount": amount}, format="json")
+
+    assert response.status_code == 201, response.content
+    assert response.json()["bid"]["amount"] == stored
