@@ -16,7 +16,7 @@ from bids.serializers import (
     MyBidSerializer,
     NotificationSerializer,
 )
-from lots.selectors import get_lot, list_visible_lots
+from lots.selectors import get_lot, is_lot_visible
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -51,7 +51,7 @@ class LotBidsApi(generics.ListAPIView):
 
     def get_queryset(self):
         lot_id = self.kwargs["lot_id"]
-        if not list_visible_lots(user=self.request.user).filter(pk=lot_id).exists():
+        if not is_lot_visible(lot_id=lot_id, user=self.request.user):
             raise NotFound("lot_not_found", "No such lot.")
         return selectors.list_public_bids(lot_id=lot_id)
 
@@ -102,7 +102,7 @@ class LotChatApi(generics.ListAPIView):
 
     def get_queryset(self):
         lot_id = self.kwargs["lot_id"]
-        if not list_visible_lots(user=self.request.user).filter(pk=lot_id).exists():
+        if not is_lot_visible(lot_id=lot_id, user=self.request.user):
             raise NotFound("lot_not_found", "No such lot.")
         return selectors.list_chat_messages(lot_id=lot_id)
 

@@ -1,5 +1,7 @@
 """The pure arithmetic of bidding: increments, minimum bids, money checks."""
 
+import functools
+import re
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
 from django.conf import settings
@@ -37,17 +39,33 @@ def currency_places(currency: str) -> int:
     return settings.AUCTION_CURRENCIES.get(currency, 2)
 
 
+@functools.cache
+def _plain_amount(places: int) -> re.Pattern:
+    """ASCII digits, then at most one `.` with 1 to `places` digits; a leading `-` parses, to be refused
+    as not positive."""
+    decimals = rf"(?:\.[0-9]{{1,{places}}})?" if places else ""
+    return re.compile(rf"-?[0-9]+{decimals}", re.ASCII)
+
+
 def parse_money(value: object, *, field: str = "amount", places: int = 2) -> Decimal:
-    """A positive, finite amount with at most `places` decimals, or `invalid_amount`."""
+    """A positive, finite amount with at most `places` decimals, or `invalid_amount`.
+
+    Text must be plain (`_plain_amount`): "150", "150.5", "150.50".
+    """
     if isinstance(value, bool):
         amount = None
     elif isinstance(value, float):
         # A JSON number's shortest repr is exactly what the client wrote, so
         # 150.55 stays 150.55; one that float could not hold fails below.
         amount = Decimal(repr(value))
-    elif isinstance(value, (str, int, Decimal)) and len(str(value)) <= MAX_AMOUNT_CHARS:
+    elif isinstance(value, str):
+        # Text takes one plain format (`_plain_amount`): Decimal() alone would also
+        # take other digit systems (Arabic-Indic, fullwidth), "1_000", "+15", " 20 " and "1e3".
+        amount = Decimal(value) if len(value) <= MAX_AMOUNT_CHARS and _plain_amount(places).fullmatch(value) else None
+    elif isinstance(value, (int, Decimal)) and len(str(value)) <= MAX_AMOUNT_CHARS:
+        # A JSON number (WebSocket frames parse floats as Decimal).
         try:
-            amount = Decimal(str(value).strip())
+            amount = Decimal(value)
         except InvalidOperation:
             amount = None
     else:

@@ -1,7 +1,11 @@
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from bids.fields import MoneyField
 from bids.models import Bid, ChatMessage, Notification
+from lots.models import LotStatus
+from lots.selectors import effective_status
 from lots.serializers import LotSerializer
 
 
@@ -28,7 +32,7 @@ class MyBidSerializer(serializers.ModelSerializer):
     amount = MoneyField(read_only=True)
     max_amount = MoneyField(read_only=True, allow_null=True)
     lot_title = serializers.CharField(source="lot.title", read_only=True)
-    lot_status = serializers.CharField(source="lot.status", read_only=True)
+    lot_status = serializers.SerializerMethodField()
 
     class Meta:
         model = Bid
@@ -46,6 +50,11 @@ class MyBidSerializer(serializers.ModelSerializer):
             "void_reason",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.ChoiceField(choices=LotStatus.choices))
+    def get_lot_status(self, bid: Bid) -> str:
+        """The lot's state now: `closed` once its end passed, before a clock settles it too."""
+        return effective_status(bid.lot, now=self.context.get("now") or timezone.now())
 
 
 class BidOutcomeSerializer(serializers.Serializer):

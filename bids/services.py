@@ -26,6 +26,7 @@ from bids.models import Bid, ChatMessage, VoidReason
 from bids.rules import currency_places, increment_for, parse_money
 from lots.exceptions import LotActionRefused, NotLotManager
 from lots.models import Lot, LotStatus, Registration, RegistrationStatus
+from lots.selectors import is_lot_visible, visible_to
 from lots.services import ensure_can_manage, finish_lot, lock_lot
 
 
@@ -289,7 +290,7 @@ def place_bid(
     parsed_amount, parsed_max = _parse_amounts(amount, max_amount)
     request_hash = _request_hash("bid", lot_id, parsed_amount, parsed_max)
     _take_bid_allowance(bidder)
-    lot = lock_lot(lot_id)
+    lot = lock_lot(lot_id, viewer=bidder)
     now = now or timezone.now()
     if idempotency_key:
         earlier = _replay(lot=lot, bidder=bidder, idempotency_key=idempotency_key, request_hash=request_hash)
@@ -334,7 +335,7 @@ def buy_now(*, lot_id: int, buyer, idempotency_key: str | None = None, now: date
     """
     request_hash = _request_hash("buy_now", lot_id)
     _take_bid_allowance(buyer)
-    lot = lock_lot(lot_id)
+    lot = lock_lot(lot_id, viewer=buyer)
     now = now or timezone.now()
     if idempotency_key:
         earlier = _replay(lot=lot, bidder=buyer, idempotency_key=idempotency_key, request_hash=request_hash)
@@ -523,8 +524,9 @@ def post_chat_message(*, lot_id: int, author, text: object) -> ChatMessage:
     text = text.strip()
     if len(text) > settings.CHAT_MAX_LENGTH:
         raise InvalidInput("text_too_long", f"A message has at most {settings.CHAT_MAX_LENGTH} characters.")
-    lot = Lot.objects.exclude(status=LotStatus.DRAFT).filter(pk=lot_id).first()
-    if lot is None:
+    lot = Lot.objects.filter(visible_to(author), pk=lot_id).first()
+    if lot is None or lot.status == LotStatus.DRAFT:
+        # Nobody chats on a draft, not even its seller; a hidden one is not found.
         raise NotFound("lot_not_found", "No such lot.")
     _take_chat_allowance(author)
     message = ChatMessage.objects.create(lot=lot, user=author, text=text, is_seller=author.pk == lot.seller_id)
@@ -536,7 +538,12 @@ def post_chat_message(*, lot_id: int, author, text: object) -> ChatMessage:
 
 @transaction.atomic
 def hide_chat_message(*, lot_id: int, message_id: int, actor) -> ChatMessage:
-    """The lot's seller or staff hide one of its messages. Raises `chat_message_not_found`, `not_lot_manager`."""
+    """The lot's seller or staff hide one of its messages.
+
+    Raises `lot_not_found`, `chat_message_not_found`, `not_lot_manager`.
+    """
+    if not is_lot_visible(lot_id=lot_id, user=actor):
+        raise NotFound("lot_not_found", "No such lot.")
     message = ChatMessage.objects.select_for_update().select_related("lot").filter(pk=message_id, lot_id=lot_id).first()
     if message is None:
         raise NotFound("chat_message_not_found", "No such message in this lot's chat.")

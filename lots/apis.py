@@ -38,7 +38,7 @@ class LotListApi(generics.ListAPIView):
     def post(self, request: Request) -> Response:
         serializer = LotWriteSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
-        lot = services.create_lot(seller=request.user, **serializer.validated_data)
+        lot = services.create_lot(seller=request.user, actor=request.user, **serializer.validated_data)
         return Response(LotSerializer(lot, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
@@ -63,7 +63,9 @@ class LotDetailApi(APIView):
     def patch(self, request: Request, lot_id: int) -> Response:
         serializer = LotUpdateSerializer(data=request.data, partial=True, context={"request": request})
         serializer.is_valid(raise_exception=True)
-        services.update_lot(lot_id=lot_id, actor=request.user, changes=serializer.validated_data)
+        changes = dict(serializer.validated_data)
+        reason = changes.pop("reason", "")
+        services.update_lot(lot_id=lot_id, actor=request.user, changes=changes, reason=reason)
         return Response(LotSerializer(selectors.get_lot(lot_id=lot_id), context={"request": request}).data)
 
     @extend_schema(responses={204: None})

@@ -3,7 +3,9 @@
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Min, Q, QuerySet
+from django.db.models import Case, CharField, F, Min, Q, QuerySet, Value, When
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from lots.models import Auction, Lot, LotStatus, Registration
 
@@ -18,14 +20,26 @@ def list_public_lots() -> QuerySet[Lot]:
     return lots_with_people().exclude(status=LotStatus.DRAFT)
 
 
+def visible_to(user) -> Q:
+    """Which lots `user` may see, the one rule every path applies: drafts only by their seller and staff.
+
+    A lot outside it is `lot_not_found` everywhere (REST and WebSocket), never
+    a refusal that would confirm it exists.
+    """
+    if user.is_authenticated and user.is_staff:
+        return Q()
+    if user.is_authenticated:
+        return ~Q(status=LotStatus.DRAFT) | Q(seller=user)
+    return ~Q(status=LotStatus.DRAFT)
+
+
 def list_visible_lots(*, user) -> QuerySet[Lot]:
     """Public lots, plus the user's own drafts (all drafts for staff)."""
-    lots = lots_with_people()
-    if user.is_authenticated and user.is_staff:
-        return lots
-    if user.is_authenticated:
-        return lots.filter(~Q(status=LotStatus.DRAFT) | Q(seller=user))
-    return lots.exclude(status=LotStatus.DRAFT)
+    return lots_with_people().filter(visible_to(user))
+
+
+def is_lot_visible(*, lot_id: int, user) -> bool:
+    return Lot.objects.filter(visible_to(user), pk=lot_id).exists()
 
 
 def get_lot(*, lot_id: int) -> Lot | None:
@@ -33,11 +47,55 @@ def get_lot(*, lot_id: int) -> Lot | None:
 
 
 def list_watchlist(*, user) -> QuerySet[Lot]:
-    return lots_with_people().filter(watches__user=user).order_by("-watches__created_at")
+    return list_visible_lots(user=user).filter(watches__user=user).order_by("-watches__created_at")
 
 
-def list_won_lots(*, user) -> QuerySet[Lot]:
-    return lots_with_people().filter(winner=user).order_by("-closed_at")
+# --- A lot's effective state: what it is at `now`, whether or not a clock has acted yet.
+# A lot whose end has passed is over: lists, filters and counts never show it
+# as open, even while every clock is down (a detail read then settles it).
+
+
+def _ended_unsettled(now: datetime) -> Q:
+    return Q(status__in=(LotStatus.OPEN, LotStatus.SCHEDULED), ends_at__lte=now)
+
+
+def effective_status(lot: Lot, *, now: datetime) -> str:
+    """The lot's status at `now`: `closed` once its end has passed, settled or not."""
+    if lot.status in (LotStatus.OPEN, LotStatus.SCHEDULED) and lot.ends_at <= now:
+        return LotStatus.CLOSED
+    return lot.status
+
+
+def effective_winner(lot: Lot, *, now: datetime):
+    """The winner at `now`: the leader of an ended, unsettled lot whose reserve is met wins it."""
+    if lot.winner_id:
+        return lot.winner
+    if lot.status == LotStatus.OPEN and lot.ends_at <= now and lot.bid_count and lot.reserve_met:
+        return lot.high_bidder
+    return None
+
+
+def with_effective_status(lots: QuerySet[Lot], *, now: datetime) -> QuerySet[Lot]:
+    """`effective_status` as a column, for filters and counts."""
+    return lots.annotate(
+        effective_status=Case(
+            When(_ended_unsettled(now), then=Value(LotStatus.CLOSED)),
+            default=F("status"),
+            output_field=CharField(),
+        )
+    )
+
+
+def list_won_lots(*, user, now: datetime | None = None) -> QuerySet[Lot]:
+    """Lots the user won, ended but not yet settled by a clock included, most recent first."""
+    now = now or timezone.now()
+    reserve_met = Q(reserve_price__isnull=True) | Q(current_price__gte=F("reserve_price"))
+    leading_at_end = Q(status=LotStatus.OPEN, ends_at__lte=now, high_bidder=user, bid_count__gt=0) & reserve_met
+    return (
+        lots_with_people()
+        .filter(Q(winner=user) | leading_at_end)
+        .order_by(Coalesce("closed_at", "ends_at").desc(), "-id")
+    )
 
 
 def list_auctions() -> QuerySet[Auction]:

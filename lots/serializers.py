@@ -1,11 +1,12 @@
 from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from bids.events import lot_min_next_bid
 from bids.fields import MoneyField
-from lots.models import Auction, Lot, Registration
-from lots.selectors import list_visible_lots
+from lots.models import Auction, Lot, LotStatus, Registration
+from lots.selectors import effective_status, effective_winner, list_visible_lots
 
 
 def _username(user) -> str | None:
@@ -23,7 +24,8 @@ class LotSerializer(serializers.ModelSerializer):
     current_price = MoneyField(allow_null=True)
     buy_now_price = MoneyField(allow_null=True)
     bid_increment = MoneyField(allow_null=True)
-    final_price = MoneyField(allow_null=True)
+    final_price = serializers.SerializerMethodField()
+    status = serializers.SerializerMethodField()
     min_next_bid = serializers.SerializerMethodField()
     reserve_met = serializers.BooleanField(read_only=True)
     has_reserve = serializers.SerializerMethodField()
@@ -70,8 +72,23 @@ class LotSerializer(serializers.ModelSerializer):
     def get_high_bidder(self, lot: Lot) -> str | None:
         return _username(lot.high_bidder) if lot.high_bidder_id else None
 
+    # A lot read after its end shows its outcome even before a clock settles it.
+
+    def _now(self):
+        return self.context.get("now") or timezone.now()
+
+    @extend_schema_field(serializers.ChoiceField(choices=LotStatus.choices))
+    def get_status(self, lot: Lot) -> str:
+        return effective_status(lot, now=self._now())
+
     def get_winner(self, lot: Lot) -> str | None:
-        return _username(lot.winner) if lot.winner_id else None
+        return _username(effective_winner(lot, now=self._now()))
+
+    @extend_schema_field({"type": "string", "format": "decimal", "nullable": True})
+    def get_final_price(self, lot: Lot) -> str | None:
+        if lot.final_price is not None:
+            return f"{lot.final_price:.2f}"
+        return f"{lot.current_price:.2f}" if effective_winner(lot, now=self._now()) else None
 
     @extend_schema_field({"type": "string", "format": "decimal"})
     def get_min_next_bid(self, lot: Lot) -> str:
@@ -101,7 +118,11 @@ class LotWriteSerializer(serializers.Serializer):
     image = serializers.ImageField(required=False, allow_null=True)
     currency = serializers.ChoiceField(choices=sorted(settings.AUCTION_CURRENCIES), required=False)
     auction = serializers.SlugRelatedField(
-        slug_field="slug", queryset=Auction.objects.all(), required=False, allow_null=True
+        slug_field="slug",
+        queryset=Auction.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Staff only; it cannot change once the lot has bids.",
     )
     starting_price = MoneyField()
     reserve_price = MoneyField(required=False, allow_null=True)
@@ -119,17 +140,18 @@ class LotWriteSerializer(serializers.Serializer):
     lot_number = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**31 - 1)
     draft = serializers.BooleanField(required=False, default=False, write_only=True)
 
-    def validate_auction(self, auction: Auction | None) -> Auction | None:
-        user = self.context["request"].user
-        if auction is not None and not user.is_staff:
-            raise serializers.ValidationError("Only staff add lots to a sale.", code="not_staff")
-        return auction
-
 
 class LotUpdateSerializer(LotWriteSerializer):
     """Used with `partial=True`: only the fields sent change."""
 
     draft = None
+    reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=500,
+        write_only=True,
+        help_text="Required when staff move the end of a lot with bids earlier; kept in the lot's audit log.",
+    )
 
 
 class StaggerSerializer(serializers.Serializer):

@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -19,6 +21,7 @@ from bids.events import Outbox, flush_outboxes, lot_result, notify_user
 from bids.rules import currency_places, parse_money
 from lots.exceptions import LotActionRefused, NotLotManager
 from lots.models import Auction, Lot, LotStatus, Registration, RegistrationStatus, Watch
+from lots.selectors import is_lot_visible, visible_to
 from lots.wakeups import wake_clocks
 
 PRICE_FIELDS = ("currency", "starting_price", "reserve_price", "buy_now_price", "bid_increment")
@@ -35,10 +38,15 @@ def locked_lots():
     return Lot.objects.select_for_update(of=("self",))
 
 
-def lock_lot(lot_id: int) -> Lot:
-    """The lot, its row locked until the transaction ends. Raises `lot_not_found`."""
+def lock_lot(lot_id: int, *, viewer=None) -> Lot:
+    """The lot, its row locked until the transaction ends. Raises `lot_not_found`.
+
+    With a `viewer` (a user or anonymous), a lot they may not see is
+    `lot_not_found` too (`selectors.visible_to`); None is the system (the clock).
+    """
+    lots = locked_lots() if viewer is None else locked_lots().filter(visible_to(viewer))
     try:
-        return locked_lots().get(pk=lot_id)
+        return lots.get(pk=lot_id)
     except (Lot.DoesNotExist, ValueError, TypeError):
         raise NotFound("lot_not_found", "No such lot.") from None
 
@@ -103,12 +111,15 @@ def create_lot(
     lot_number: int | None = None,
     image=None,
     draft: bool = False,
+    actor=None,
     now: datetime | None = None,
 ) -> Lot:
-    """Create a lot: a draft, scheduled for `starts_at`, or open now.
+    """Create a lot: a draft, scheduled for `starts_at`, or open now. `actor`: who asks (None: the system).
 
-    Raises `invalid_amount`, `invalid_price`, `invalid_currency`, `invalid_schedule`.
+    Raises `not_staff`, `invalid_amount`, `invalid_price`, `invalid_currency`, `invalid_schedule`.
     """
+    if auction is not None and actor is not None and not actor.is_staff:
+        raise NotLotManager("not_staff", "Only staff add lots to a sale.")
     now = now or timezone.now()
     currency = (currency or settings.AUCTION_DEFAULT_CURRENCY).upper()
     money = _validate_money(
@@ -146,20 +157,67 @@ def create_lot(
     return lot
 
 
-@transaction.atomic
-def update_lot(*, lot_id: int, actor, changes: dict[str, Any], now: datetime | None = None) -> Lot:
-    """Edit a lot. Price rules are frozen once bidding started. Locks the lot row.
+def _ensure_can_move_between_sales(*, lot: Lot, actor, auction: Auction | None) -> None:
+    """Only staff put a lot into a sale or take it out, and never once it has bids: the sale's rules
+    (registration) are part of what its bidders bid under. Raises `not_staff`, `lot_has_bids`."""
+    if (auction.pk if auction is not None else None) == lot.auction_id:
+        return
+    if actor is not None and not actor.is_staff:
+        raise NotLotManager("not_staff", "Only staff move a lot into or out of a sale.")
+    if lot.bid_count:
+        raise LotActionRefused("lot_has_bids", "A lot cannot change sale once bidding has started.")
 
-    Raises `not_lot_manager`, `lot_closed`, `lot_has_bids`, `invalid_*`.
+
+def _ends_moved_earlier(lot: Lot, changes: dict[str, Any]) -> list[str]:
+    return [field for field in ("ends_at", "hard_ends_at") if field in changes and changes[field] < getattr(lot, field)]
+
+
+def _ensure_end_may_move_earlier(*, lot: Lot, actor, reason: str) -> None:
+    """Once bidding started, the end moves earlier only by staff, with a reason. Raises `lot_has_bids`,
+    `reason_required`."""
+    if actor is not None and not actor.is_staff:
+        raise LotActionRefused("lot_has_bids", "Once bidding has started the lot's end can only move later.")
+    if not reason.strip():
+        raise InvalidInput("reason_required", "Say why the end moves earlier after bids.", field="reason")
+
+
+def _record_shortening(*, lot: Lot, actor, before: dict[str, datetime], reason: str) -> None:
+    """The audit record of an end moved earlier after bids: an admin log entry on the lot (who, from, to, why)."""
+    if actor is None:
+        return
+    moves = "; ".join(f"{field} {before[field].isoformat()} -> {getattr(lot, field).isoformat()}" for field in before)
+    LogEntry.objects.create(
+        user_id=actor.pk,
+        content_type=ContentType.objects.get_for_model(Lot),
+        object_id=str(lot.pk),
+        object_repr=str(lot)[:200],
+        action_flag=CHANGE,
+        change_message=f"Moved earlier after {lot.bid_count} bid(s): {moves}. Reason: {reason.strip()}",
+    )
+
+
+@transaction.atomic
+def update_lot(*, lot_id: int, actor, changes: dict[str, Any], reason: str = "", now: datetime | None = None) -> Lot:
+    """Edit a lot. Price rules and its sale are frozen once bidding started, and its end only moves
+    later (earlier: staff, with a `reason`, recorded). Locks the lot row.
+
+    Raises `lot_not_found`, `not_lot_manager`, `not_staff`, `lot_closed`, `lot_has_bids`,
+    `reason_required`, `invalid_*`.
     """
-    lot = lock_lot(lot_id)
+    lot = lock_lot(lot_id, viewer=actor)
     ensure_can_manage(lot=lot, actor=actor)
     if lot.status in ENDED:
         raise LotActionRefused("lot_closed", "An ended lot cannot be edited.")
+    if "auction" in changes:
+        _ensure_can_move_between_sales(lot=lot, actor=actor, auction=changes["auction"])
     if lot.bid_count and any(field in changes for field in PRICE_FIELDS):
         raise LotActionRefused("lot_has_bids", "Prices cannot change once bidding has started.")
     if lot.status == LotStatus.OPEN and "starts_at" in changes:
         raise LotActionRefused("lot_open", "An open lot's start cannot change.")
+    shortened = _ends_moved_earlier(lot, changes) if lot.bid_count else []
+    if shortened:
+        _ensure_end_may_move_earlier(lot=lot, actor=actor, reason=reason)
+    before = {field: getattr(lot, field) for field in shortened}
     currency = str(changes.get("currency", lot.currency)).upper()
     money = _validate_money(changes, currency)
     for field, value in {**changes, **money, "currency": currency}.items():
@@ -171,8 +229,11 @@ def update_lot(*, lot_id: int, actor, changes: dict[str, Any], now: datetime | N
     _check_lot_rules(lot)
     outbox = Outbox(lot, times_changed=bool({"starts_at", "ends_at"} & changes.keys()))
     if lot.status == LotStatus.OPEN:
-        outbox.lot_event("LOT_UPDATED", lot=lot_public_times(lot))
+        # Bidders see why their lot ends sooner.
+        outbox.lot_event("LOT_UPDATED", lot=lot_public_times(lot), **({"reason": reason.strip()} if before else {}))
     lot.save()
+    if before:
+        _record_shortening(lot=lot, actor=actor, before=before, reason=reason)
     outbox.flush()
     return lot
 
@@ -184,7 +245,7 @@ def lot_public_times(lot: Lot) -> dict[str, Any]:
 @transaction.atomic
 def delete_lot(*, lot_id: int, actor) -> None:
     """Delete a lot nobody has bid on. Raises `not_lot_manager`, `lot_has_bids`."""
-    lot = lock_lot(lot_id)
+    lot = lock_lot(lot_id, viewer=actor)
     ensure_can_manage(lot=lot, actor=actor)
     if lot.bid_count or lot.bids.exists():
         raise LotActionRefused("lot_has_bids", "A lot with bids cannot be deleted; cancel it instead.")
@@ -194,7 +255,7 @@ def delete_lot(*, lot_id: int, actor) -> None:
 @transaction.atomic
 def open_lot(*, lot_id: int, actor, now: datetime | None = None) -> Lot:
     """Open a draft or scheduled lot now. Raises `not_lot_manager`, `lot_open`, `lot_closed`, `invalid_schedule`."""
-    lot = lock_lot(lot_id)
+    lot = lock_lot(lot_id, viewer=actor)
     ensure_can_manage(lot=lot, actor=actor)
     now = now or timezone.now()
     if lot.status == LotStatus.OPEN:
@@ -239,7 +300,7 @@ def close_lot(*, lot_id: int, actor, now: datetime | None = None) -> Lot:
 
     Raises `not_lot_manager`, `lot_not_open`, `lot_closed`.
     """
-    lot = lock_lot(lot_id)
+    lot = lock_lot(lot_id, viewer=actor)
     ensure_can_manage(lot=lot, actor=actor)
     if lot.status in ENDED:
         raise LotActionRefused("lot_closed", "The lot has already ended.")
@@ -399,7 +460,7 @@ def stagger_auction_lots(
 @transaction.atomic
 def cancel_lot(*, lot_id: int, actor, now: datetime | None = None) -> Lot:
     """End a lot with no winner. Locks the lot row. Raises `not_lot_manager`, `lot_closed`."""
-    lot = lock_lot(lot_id)
+    lot = lock_lot(lot_id, viewer=actor)
     ensure_can_manage(lot=lot, actor=actor)
     if lot.status in ENDED:
         raise LotActionRefused("lot_closed", "The lot has already ended.")
@@ -417,8 +478,10 @@ def cancel_lot(*, lot_id: int, actor, now: datetime | None = None) -> Lot:
 def watch_lot(*, lot_id: int, user) -> None:
     """Add a lot to the user's watchlist (idempotent, whatever watches and unwatches run beside it).
 
-    Raises `lot_not_found`.
+    Raises `lot_not_found`, for a lot the user may not see too.
     """
+    if not is_lot_visible(lot_id=lot_id, user=user):
+        raise NotFound("lot_not_found", "No such lot.")
     # get_or_create's fallback read found nothing when an unwatch deleted the
     # row between its insert and its read (a 500): an insert that skips an
     # existing row has no such window.
@@ -432,6 +495,9 @@ def watch_lot(*, lot_id: int, user) -> None:
 
 
 def unwatch_lot(*, lot_id: int, user) -> None:
+    """Take a lot off the user's watchlist (idempotent). Raises `lot_not_found`."""
+    if not is_lot_visible(lot_id=lot_id, user=user):
+        raise NotFound("lot_not_found", "No such lot.")
     Watch.objects.filter(user=user, lot_id=lot_id).delete()
 
 

@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from auction_site.exceptions import NotFound
 from bids.exceptions import BidRejected
 from bids.models import Bid
 from bids.services import buy_now
@@ -166,13 +167,13 @@ def test_who_may_not_buy_now(make_lot, request, buyer, code):
     assert Lot.objects.get(pk=lot.pk).status == LotStatus.OPEN
 
 
-def test_buy_now_on_a_draft_is_rejected(make_lot, bidder):
+def test_buy_now_on_someone_elses_draft_is_not_found(make_lot, bidder):
     lot = make_lot(buy_now_price="100.00", draft=True)
 
-    with pytest.raises(BidRejected) as caught:
+    with pytest.raises(NotFound) as caught:
         buy_now(lot_id=lot.pk, buyer=bidder)
 
-    assert caught.value.code == "lot_not_open"
+    assert caught.value.code == "lot_not_found"
 
 
 def test_retried_buy_now_replays(make_lot, bidder, django_capture_on_commit_callbacks):

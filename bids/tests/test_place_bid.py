@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from auction_site.exceptions import DomainError
+from auction_site.exceptions import DomainError, NotFound
 from bids.events import lot_min_next_bid
 from bids.exceptions import BidRejected, InvalidBid
 from bids.models import Bid, LotEvent
@@ -93,19 +93,24 @@ def test_bid_on_cancelled_lot_is_rejected(make_lot, bidder, seller):
     assert caught.value.code == "lot_closed"
 
 
-@pytest.mark.parametrize(
-    "fields",
-    [{"draft": True}, {"starts_at": timezone.now() + timedelta(minutes=10)}],
-    ids=["draft", "scheduled"],
-)
-def test_bid_on_lot_not_yet_open_is_rejected(make_lot, bidder, fields):
-    lot = make_lot(**fields)
-    assert lot.status in (LotStatus.DRAFT, LotStatus.SCHEDULED)
+def test_bid_on_lot_not_yet_open_is_rejected(make_lot, bidder):
+    lot = make_lot(starts_at=timezone.now() + timedelta(minutes=10))
+    assert lot.status == LotStatus.SCHEDULED
 
     with pytest.raises(BidRejected) as caught:
         bid(lot, bidder, "10.00")
 
     assert caught.value.code == "lot_not_open"
+    assert_untouched(lot)
+
+
+def test_bid_on_someone_elses_draft_is_not_found(make_lot, bidder):
+    lot = make_lot(draft=True)
+
+    with pytest.raises(NotFound) as caught:
+        bid(lot, bidder, "10.00")
+
+    assert caught.value.code == "lot_not_found"
     assert_untouched(lot)
 
 
@@ -333,10 +338,14 @@ def test_max_amount_below_amount_is_invalid(make_lot, bidder):
     assert not Bid.objects.exists()
 
 
-def test_amount_with_trailing_zeros_is_fine(make_lot, bidder):
+def test_amount_takes_at_most_two_decimals(make_lot, bidder):
     lot = make_lot(starting_price="1.00")
 
-    assert bid(lot, bidder, "12.500").bid.amount == Decimal("12.50")
+    with pytest.raises(InvalidBid) as caught:
+        bid(lot, bidder, "12.500")
+
+    assert caught.value.code == "invalid_amount"
+    assert bid(lot, bidder, "12.5").bid.amount == Decimal("12.50")
 
 
 def test_amounts_follow_the_lot_currency_minor_units(make_lot, bidder):

@@ -185,3 +185,23 @@ async def test_bidding_on_a_lot_deleted_meanwhile_is_an_error(ws, new_lot, bidde
         assert (reply["type"], reply["code"]) == ("ERROR", "lot_not_found"), frame
 
     assert await socket.is_open()
+
+
+# Decimal() takes each of these; money text takes ASCII digits, one `.` and at most two decimals.
+NOT_PLAIN_AMOUNTS = ["\u0663\u0660", "\uff13\uff10", "1_000", "+15", " 20 ", "20 ", "1e3", "20.", ".5", "20.500"]
+
+
+async def test_amounts_in_any_but_the_plain_format_are_refused(ws, new_lot, bidder):
+    lot = await new_lot(starting_price="10.00")
+    socket, _ = await ws.watch(lot, bidder)
+
+    for amount in NOT_PLAIN_AMOUNTS:
+        await assert_error(socket, json.dumps({"type": "NEW_BID", "amount": amount}), "invalid_amount")
+        await assert_error(
+            socket, json.dumps({"type": "NEW_BID", "amount": "20.00", "max_amount": amount}), "invalid_amount"
+        )
+
+    assert await stored(lot) == (0, 0)
+    await socket.send({"type": "NEW_BID", "amount": "30"})
+    accepted = await socket.next()
+    assert (accepted["type"], accepted["bid"]["amount"]) == ("BID_ACCEPTED", "30.00")

@@ -277,10 +277,20 @@ def test_open_lot_whose_end_passed_is_refused(make_lot, seller):
 
 
 def test_only_seller_or_staff_open(make_lot, bidder, staff_user):
-    lot = make_lot(draft=True)
+    lot = make_lot(starts_at=in_(hours=1))
 
     with pytest.raises(NotLotManager):
         open_lot(lot_id=lot.pk, actor=bidder)
+    assert open_lot(lot_id=lot.pk, actor=staff_user).status == LotStatus.OPEN
+
+
+def test_someone_elses_draft_is_not_found_not_refused(make_lot, bidder, staff_user):
+    """Refusing would confirm the draft exists (issue 15)."""
+    lot = make_lot(draft=True)
+
+    with pytest.raises(DomainError) as caught:
+        open_lot(lot_id=lot.pk, actor=bidder)
+    assert caught.value.code == "lot_not_found"
     assert open_lot(lot_id=lot.pk, actor=staff_user).status == LotStatus.OPEN
 
 
