@@ -8,14 +8,13 @@ up the clocks' own logs (rounds, errors).
 
 The lots are bulk-created a few seconds before T (as already warned that they end soon, as a
 lot ending at T would have been minutes before), then every way a clock may learn of them is
-used: `wake_clocks()` on the channel layer when it exists, and `NOTIFY auction_clock`.
+used: `wake_clocks()` (`NOTIFY auction_clock`), as the services do.
 
 `python -m bench.clock LOTS LEAD_SECONDS` (in the clocks' environment) creates the lots and prints them as JSON.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -132,7 +131,6 @@ def one_run(
         "freeze_from_t_s": None if frozen_at is None else round(frozen_at - t, 3),
         "thaw_from_t_s": None if thawed_at is None else round(thawed_at - t, 3),
         "created_before_t_s": round(t - created["created_at"], 3),
-        "woken_by": created["woken_by"],
         **outcome,
         "clock_logs": clock_logs,
     }
@@ -286,10 +284,10 @@ def create_lots(count: int, lead_seconds: float) -> dict:
     from decimal import Decimal
 
     from django.contrib.auth import get_user_model
-    from django.db import connection
     from django.utils import timezone
 
     from lots.models import Lot, LotStatus
+    from lots.wakeups import wake_clocks
 
     seller, _ = get_user_model().objects.get_or_create(
         username="bench_clock_seller", defaults={"email": "clock-seller@bench.invalid"}
@@ -312,19 +310,9 @@ def create_lots(count: int, lead_seconds: float) -> dict:
         )
         for i in range(count)
     )
-    woken_by = []
-    # Today's wake-up (a channel-layer group message), if this version still has it.
-    with contextlib.suppress(ImportError):
-        from bids.events import wake_clocks
-
-        wake_clocks()
-        woken_by.append("wake_clocks")
-    # PostgreSQL LISTEN/NOTIFY, for clocks that listen on it.
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("NOTIFY auction_clock")
-        woken_by.append("NOTIFY auction_clock")
-    return {"t": t.timestamp(), "created_at": time.time(), "ids": [lot.id for lot in lots], "woken_by": woken_by}
+    # What the services do for a schedule change: NOTIFY auction_clock on PostgreSQL.
+    wake_clocks()
+    return {"t": t.timestamp(), "created_at": time.time(), "ids": [lot.id for lot in lots]}
 
 
 if __name__ == "__main__":

@@ -498,3 +498,28 @@ def test_clock_rounds_in_many_threads_close_each_lot_once(seller, bidder):
     assert per_lot.count() == 200
     assert Notification.objects.filter(type="WON", user=bidder).count() == 20
     assert Notification.objects.filter(type="LOT_UNSOLD").count() == 180
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_schedule_change_wakes_the_clocks_only_when_it_commits(settings):
+    from django.db import transaction
+
+    from lots.wakeups import CLOCK_CHANNEL, Listener
+
+    listener = Listener(CLOCK_CHANNEL)
+    try:
+        if connection.vendor == "postgresql":
+            # The first wait after LISTEN takes effect returns at once (nothing sent before it is lost).
+            assert listener.wait(30) is True
+        with pytest.raises(RuntimeError), transaction.atomic():
+            wake_clocks()
+            raise RuntimeError("rolled back")
+        # A rolled-back change wakes nobody (a short wait: a wrong wake-up comes at once).
+        assert listener.wait(0.5) is False
+        with transaction.atomic():
+            wake_clocks()
+            # Not before the commit either.
+            assert listener.wait(0.5) is False
+        assert listener.wait(30) is True
+    finally:
+        listener.close()
