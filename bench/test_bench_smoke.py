@@ -21,7 +21,7 @@ def test_smoke_run_measures_every_scenario_and_checks_invariants(tmp_path):
     bench_database = database_url_for_tests(settings.DATABASES["default"]["NAME"] + "_bench_smoke")
     command += ["--database-url", bench_database, "--redis-url", settings.REDIS_URL]
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
 
     (result_file,) = tmp_path.glob("*.json")
@@ -55,8 +55,8 @@ def test_smoke_run_measures_every_scenario_and_checks_invariants(tmp_path):
         (2, "frozen"),
     ]
     for run in clock["runs"]:
-        # Safety only (latency and liveness are what the run measures): never closed twice, never early.
-        assert set(run["ended_events"]) <= {"0", "1"} and run["closed_early"] == 0, run
+        # Every lot closed exactly once, never early (how late is what the run measures).
+        assert set(run["ended_events"]) == {"1"} and run["closed_early"] == 0, run
     assert results["verdicts"]
 
 
