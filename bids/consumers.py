@@ -119,9 +119,9 @@ def _events_since(lot_id: int, since: int) -> list[str] | None:
 
 
 @database_sync_to_async
-def _history(lot_id: int, limit: int) -> list[dict]:
+def _history(lot_id: int, limit: int, user) -> list[dict]:
     bids = bid_selectors.list_public_bids(lot_id=lot_id)[:limit]
-    return BidSerializer(bids, many=True).data
+    return BidSerializer(bids, many=True, context=_user_context(user)).data
 
 
 @_on_hot_path_threads
@@ -509,6 +509,8 @@ class LotConsumer(JsonFrameConsumer):
                 "bid": {
                     "id": bid.id,
                     "amount": bid.amount,
+                    # Your alias on the lot: the room's frames name you by it.
+                    "bidder": outcome.alias,
                     "max_amount": bid.max_amount,
                     "is_proxy": bid.is_proxy,
                     "created_at": bid.created_at,
@@ -519,7 +521,7 @@ class LotConsumer(JsonFrameConsumer):
 
     async def get_history(self, frame: dict) -> None:
         limit = _limit(frame)
-        await self.send_json({"type": "BID_HISTORY", "bids": await _history(self.lot_id, limit)})
+        await self.send_json({"type": "BID_HISTORY", "bids": await _history(self.lot_id, limit, self.scope["user"])})
 
     async def chat(self, frame: dict) -> None:
         author = self.require_user()

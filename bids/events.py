@@ -60,23 +60,24 @@ def lot_min_next_bid(lot: Lot):
     )
 
 
-def lot_price_state(lot: Lot, *, high_bidder_username: str | None) -> dict[str, Any]:
-    """The part of a lot's public state that a bid changes."""
+def lot_price_state(lot: Lot, *, high_bidder_alias: str | None) -> dict[str, Any]:
+    """The part of a lot's public state that a bid changes. Bidders are named by their alias on the lot
+    (`lots.services.name_bidders`), never by username: one frame serves every watcher."""
     return {
         "current_price": lot.current_price,
         "min_next_bid": lot_min_next_bid(lot),
         "bid_count": lot.bid_count,
-        "high_bidder": high_bidder_username,
+        "high_bidder": high_bidder_alias,
         "reserve_met": lot.reserve_met,
         "ends_at": lot.ends_at,
     }
 
 
-def bid_payload(bid, *, bidder_username: str) -> dict[str, Any]:
+def bid_payload(bid, *, bidder_alias: str) -> dict[str, Any]:
     return {
         "id": bid.id,
         "amount": bid.amount,
-        "bidder": bidder_username,
+        "bidder": bidder_alias,
         "created_at": bid.created_at,
         "is_proxy": bid.is_proxy,
     }
@@ -101,11 +102,11 @@ def broadcast_chat(lot_id: int, text: str) -> None:
         logger.exception("chat broadcast failed for lot %s", lot_id)
 
 
-def lot_result(lot: Lot) -> dict[str, Any]:
+def lot_result(lot: Lot, *, winner_alias: str | None) -> dict[str, Any]:
     return {
         "id": lot.id,
         "status": lot.status,
-        "winner": lot.winner.username if lot.winner_id else None,
+        "winner": winner_alias,
         "final_price": lot.final_price,
         "closed_at": lot.closed_at,
     }

@@ -3,13 +3,16 @@
 from django.db.models import QuerySet
 
 from bids.models import Bid, ChatMessage, LotEvent, Notification
+from lots.selectors import alias_of
 
 
 def list_public_bids(*, lot_id: int) -> QuerySet[Bid]:
-    """A lot's standing bids as the public sees them: newest first, no private max raises, nothing voided."""
+    """A lot's standing bids as the public sees them: newest first, no private max raises, nothing voided,
+    each with its bidder's alias on the lot (`bidder_alias`)."""
     return (
         Bid.objects.filter(lot_id=lot_id, raises_max_only=False, void_reason="")
         .select_related("bidder")
+        .annotate(bidder_alias=alias_of("lot_id", "bidder_id"))
         .order_by("-id")
     )
 

@@ -5,8 +5,8 @@ from rest_framework import serializers
 from bids.fields import MoneyField
 from bids.models import Bid, ChatMessage, Notification
 from lots.models import LotStatus
-from lots.selectors import effective_status
-from lots.serializers import LotSerializer
+from lots.selectors import effective_status, get_aliases
+from lots.serializers import ALIAS_FIELD, USERNAME_FIELD, LotSerializer, viewer_of
 
 
 class BidInputSerializer(serializers.Serializer):
@@ -15,15 +15,32 @@ class BidInputSerializer(serializers.Serializer):
 
 
 class BidSerializer(serializers.ModelSerializer):
-    """A bid as everyone sees it: never the maximum."""
+    """A bid as everyone sees it: never the maximum, the bidder by their alias on the lot."""
 
-    bidder = serializers.CharField(source="bidder.username", read_only=True)
+    bidder = serializers.SerializerMethodField()
+    is_you = serializers.SerializerMethodField()
+    bidder_username = serializers.SerializerMethodField()
     amount = MoneyField(read_only=True)
 
     class Meta:
         model = Bid
-        fields = ["id", "amount", "bidder", "is_proxy", "is_buy_now", "created_at"]
+        fields = ["id", "amount", "bidder", "is_you", "bidder_username", "is_proxy", "is_buy_now", "created_at"]
         read_only_fields = fields
+
+    @extend_schema_field(ALIAS_FIELD)
+    def get_bidder(self, bid: Bid) -> str | None:
+        if hasattr(bid, "bidder_alias"):  # annotated by `list_public_bids`
+            return bid.bidder_alias
+        return get_aliases(lot_id=bid.lot_id, user_ids=[bid.bidder_id]).get(bid.bidder_id)
+
+    def get_is_you(self, bid: Bid) -> bool:
+        viewer = viewer_of(self)
+        return viewer is not None and viewer.is_authenticated and viewer.pk == bid.bidder_id
+
+    @extend_schema_field({**USERNAME_FIELD, "description": "Staff only; null for everyone else."})
+    def get_bidder_username(self, bid: Bid) -> str | None:
+        viewer = viewer_of(self)
+        return bid.bidder.username if viewer is not None and viewer.is_staff else None
 
 
 class MyBidSerializer(serializers.ModelSerializer):

@@ -26,8 +26,8 @@ from bids.models import Bid, ChatMessage, VoidReason
 from bids.rules import currency_places, increment_for, parse_money
 from lots.exceptions import LotActionRefused, NotLotManager
 from lots.models import Lot, LotStatus, Registration, RegistrationStatus
-from lots.selectors import is_lot_visible, visible_to
-from lots.services import ensure_can_manage, finish_lot, lock_lot
+from lots.selectors import get_aliases, is_lot_visible, visible_to
+from lots.services import ensure_can_manage, finish_lot, lock_lot, name_bidders
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class BidOutcome:
     lot: Lot
     leading: bool
     replayed: bool = False
+    # The bidder's public alias on the lot.
+    alias: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,8 @@ def _replay(*, lot: Lot, bidder, idempotency_key: str, request_hash: str) -> Bid
         return None
     if earlier.request_hash != request_hash:
         raise BidRejected("idempotency_conflict", "This idempotency key was already used for a different request.")
-    return BidOutcome(bid=earlier, lot=lot, leading=lot.high_bidder_id == bidder.pk, replayed=True)
+    alias = get_aliases(lot_id=lot.pk, user_ids=[bidder.pk]).get(bidder.pk)
+    return BidOutcome(bid=earlier, lot=lot, leading=lot.high_bidder_id == bidder.pk, replayed=True, alias=alias)
 
 
 def ensure_can_bid(*, lot: Lot, bidder, now: datetime) -> None:
@@ -175,8 +178,8 @@ def _plan_bid(*, lot: Lot, bidder, amount: Decimal, ceiling: Decimal, key, reque
     return _plan_challenge(lot=lot, bidder=bidder, amount=amount, ceiling=ceiling, key=key, request_hash=request_hash)
 
 
-def _apply(*, lot: Lot, planned: list[PlannedBid], outbox: Outbox, now: datetime) -> None:
-    """Insert the rows, move the lot's price and leader, record the events."""
+def _apply(*, lot: Lot, planned: list[PlannedBid], outbox: Outbox, now: datetime, aliases: dict[int, str]) -> None:
+    """Insert the rows, move the lot's price and leader, record the events (bidders named by `aliases`)."""
     for step in planned:
         step.bid.created_at = now
     Bid.objects.bulk_create([p.bid for p in planned])
@@ -190,8 +193,8 @@ def _apply(*, lot: Lot, planned: list[PlannedBid], outbox: Outbox, now: datetime
         _take_step(lot, step)
         outbox.lot_event(
             "NEW_BID",
-            bid=bid_payload(step.bid, bidder_username=step.bid.bidder.username),
-            lot=lot_price_state(lot, high_bidder_username=step.leader.username),
+            bid=bid_payload(step.bid, bidder_alias=aliases[step.bid.bidder.pk]),
+            lot=lot_price_state(lot, high_bidder_alias=aliases[step.leader.pk]),
         )
     if new_end is not None:
         outbox.lot_event("LOT_EXTENDED", ends_at=lot.ends_at)
@@ -250,12 +253,12 @@ def _plan_raise(*, lot: Lot, bidder, amount: Decimal, ceiling: Decimal, key, req
     return PlannedBid(bid, bidder)
 
 
-def _outbid_notice(lot: Lot) -> dict:
+def _outbid_notice(lot: Lot, aliases: dict[int, str]) -> dict:
     return {
         "lot_id": lot.id,
         "title": lot.title,
         "currency": lot.currency,
-        **lot_price_state(lot, high_bidder_username=lot.high_bidder.username),
+        **lot_price_state(lot, high_bidder_alias=aliases[lot.high_bidder.pk]),
     }
 
 
@@ -306,23 +309,24 @@ def place_bid(
     leading = planned[-1].leader is bidder
     if leading:
         lot.high_max_amount = ceiling
+    aliases = name_bidders(lot=lot, users=[previous_leader, bidder])
 
     outbox = Outbox(lot)
     _insert_guarded(
         bidder=bidder,
         idempotency_key=idempotency_key,
-        insert=lambda: _apply(lot=lot, planned=planned, outbox=outbox, now=now),
+        insert=lambda: _apply(lot=lot, planned=planned, outbox=outbox, now=now, aliases=aliases),
     )
     lot.save(
         update_fields=["current_price", "high_bidder", "high_max_amount", "bid_count", "ends_at", "seq", "updated_at"]
     )
     if not leading:
-        outbox.notify(bidder.pk, "OUTBID", **_outbid_notice(lot))
+        outbox.notify(bidder.pk, "OUTBID", **_outbid_notice(lot, aliases))
     elif previous_leader is not None and previous_leader.pk != bidder.pk:
-        outbox.notify(previous_leader.pk, "OUTBID", **_outbid_notice(lot))
+        outbox.notify(previous_leader.pk, "OUTBID", **_outbid_notice(lot, aliases))
     outbox.flush()
     own_bid = next(p.bid for p in planned if not p.bid.is_proxy)
-    return BidOutcome(bid=own_bid, lot=lot, leading=leading)
+    return BidOutcome(bid=own_bid, lot=lot, leading=leading, alias=aliases[bidder.pk])
 
 
 @count_bids("buy_now")
@@ -356,18 +360,19 @@ def buy_now(*, lot_id: int, buyer, idempotency_key: str | None = None, now: date
     )
     outbox = Outbox(lot)
     lot.high_max_amount = lot.buy_now_price
+    aliases = name_bidders(lot=lot, users=[previous_leader, buyer])
     _insert_guarded(
         bidder=buyer,
         idempotency_key=idempotency_key,
-        insert=lambda: _apply(lot=lot, planned=[PlannedBid(bid, buyer)], outbox=outbox, now=now),
+        insert=lambda: _apply(lot=lot, planned=[PlannedBid(bid, buyer)], outbox=outbox, now=now, aliases=aliases),
     )
     # finish_lot saves only the closing fields; the bid's own changes first.
     lot.save(update_fields=["current_price", "high_bidder", "high_max_amount", "bid_count", "seq", "updated_at"])
     if previous_leader is not None and previous_leader.pk != buyer.pk:
-        outbox.notify(previous_leader.pk, "OUTBID", **_outbid_notice(lot))
+        outbox.notify(previous_leader.pk, "OUTBID", **_outbid_notice(lot, aliases))
     finish_lot(lot=lot, outbox=outbox, now=now)
     outbox.flush()
-    return BidOutcome(bid=bid, lot=lot, leading=True)
+    return BidOutcome(bid=bid, lot=lot, leading=True, alias=aliases[buyer.pk])
 
 
 # --- Voiding a bidder's bids ----------------------------------------------------
@@ -449,12 +454,12 @@ def void_bids(*, lot_id: int, bidder_id: int, actor, now: datetime | None = None
     )
     Bid.objects.bulk_create(replacements)
     outbox = Outbox(lot)
-    high_bidder_username = lot.high_bidder.username if lot.high_bidder else None
+    aliases = get_aliases(lot_id=lot.pk, user_ids=[bidder_id, lot.high_bidder_id])
     outbox.lot_event(
         "BIDS_VOIDED",
-        bidder=voided[0].bidder.username,
+        bidder=aliases.get(bidder_id),
         voided=len(voided),
-        lot=lot_price_state(lot, high_bidder_username=high_bidder_username),
+        lot=lot_price_state(lot, high_bidder_alias=aliases.get(lot.high_bidder_id)),
     )
     lot.save(update_fields=["current_price", "high_bidder", "high_max_amount", "bid_count", "seq", "updated_at"])
     outbox.notify(bidder_id, "BIDS_VOIDED", lot_id=lot.id, title=lot.title, voided=len(voided))

@@ -1,6 +1,8 @@
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
 
 from auction_site.exceptions import DomainError
 from bids import services as bid_services
@@ -59,8 +61,52 @@ def cancel(modeladmin, request, queryset):
     _run_on_each(modeladmin, request, queryset, services.cancel_lot, "Cancelled")
 
 
+class LotAdminForm(forms.ModelForm):
+    """The lot form; a refusal by the lot services on save is shown as its error."""
+
+    # Set per request by `LotAdmin.get_form` after the services refused this very POST.
+    refusal: DomainError | None = None
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.refusal is not None:
+            field = self.refusal.extra.get("field")
+            self.add_error(field if field in self.fields else None, f"{self.refusal.message} ({self.refusal.code})")
+        return cleaned
+
+
+class LotRefused(Exception):
+    """A lot service refused the admin's save: carries the DomainError back to `changeform_view`."""
+
+    def __init__(self, error: DomainError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+# What the admin may change; `update_lot` checks it under the lot's lock like the API's PATCH.
+SERVICE_FIELDS = (
+    "auction",
+    "lot_number",
+    "title",
+    "description",
+    "image",
+    "currency",
+    "starting_price",
+    "reserve_price",
+    "buy_now_price",
+    "bid_increment",
+    "starts_at",
+    "ends_at",
+    "hard_ends_at",
+    "soft_close_seconds",
+)
+
+
 @admin.register(Lot)
 class LotAdmin(admin.ModelAdmin):
+    """Every write goes through the lot services, as over the API: the lot's lock, its rules, its
+    events (`LOT_UPDATED`, a new `seq`) and the clock's wake-up. A refusal is shown on the form."""
+
     list_display = ("title", "status", "auction", "currency", "current_price", "bid_count", "high_bidder", "ends_at")
     list_filter = ("status", "auction")
     search_fields = ("title", "description", "seller__username")
@@ -68,6 +114,7 @@ class LotAdmin(admin.ModelAdmin):
     raw_id_fields = ("seller",)
     inlines = [BidInline]
     actions = [open_now, close_now, cancel]
+    form = LotAdminForm
     # The bidding state changes only through the services (under the lot lock).
     readonly_fields = (
         "status",
@@ -78,22 +125,70 @@ class LotAdmin(admin.ModelAdmin):
         "winner",
         "final_price",
         "closed_at",
+        "ending_soon_sent_at",
         "seq",
         "created_at",
         "updated_at",
     )
 
     def get_readonly_fields(self, request, obj=None):
-        if obj is not None and obj.bid_count:
-            return (
-                *self.readonly_fields,
-                "currency",
-                "starting_price",
-                "reserve_price",
-                "buy_now_price",
-                "bid_increment",
-            )
+        # Prices stay editable once bids exist: `update_lot` refuses the change (`lot_has_bids`) with
+        # a visible error, also when the first bid arrived after the form was opened.
+        if obj is not None:
+            return (*self.readonly_fields, "seller")  # as over the API: a lot keeps its seller
         return self.readonly_fields
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.refusal = getattr(request, "lot_refusal", None)
+        return form
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except LotRefused as refused:
+            # The save's transaction rolled back; validate the same POST again, the refusal
+            # now an error of the form, which is shown with what the user typed.
+            request.lot_refusal = refused.error
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request, obj, form, change) -> None:
+        data = form.cleaned_data
+        if data.get("image") is False:  # "Clear" ticked
+            data = {**data, "image": ""}
+        try:
+            if change:
+                changes = {name: data[name] for name in form.changed_data if name in SERVICE_FIELDS}
+                lot = services.update_lot(lot_id=obj.pk, actor=request.user, changes=changes)
+            else:
+                # A new lot is a draft, as before: "Open selected lots now" opens it.
+                fields = {name: data[name] for name in SERVICE_FIELDS if data.get(name) not in (None, "")}
+                lot = services.create_lot(seller=data["seller"], draft=True, **fields)
+        except DomainError as exc:
+            raise LotRefused(exc) from exc
+        obj.pk = lot.pk
+        obj.refresh_from_db()
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except LotRefused as refused:
+            self.message_user(request, f"{refused.error.message} ({refused.error.code})", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:lots_lot_change", args=[object_id]))
+
+    def delete_model(self, request, obj) -> None:
+        try:
+            services.delete_lot(lot_id=obj.pk, actor=request.user)
+        except DomainError as exc:
+            raise LotRefused(exc) from exc
+
+    def delete_queryset(self, request, queryset) -> None:
+        """The bulk "Delete selected" action: each lot through `delete_lot`, refusals reported."""
+        for lot_id in queryset.values_list("pk", flat=True):
+            try:
+                services.delete_lot(lot_id=lot_id, actor=request.user)
+            except DomainError as exc:
+                self.message_user(request, f"Lot {lot_id}: {exc.message} ({exc.code})", messages.ERROR)
 
 
 class LotInline(admin.TabularInline):

@@ -191,3 +191,30 @@ class Registration(models.Model):
 
     def __str__(self) -> str:
         return f"Paddle {self.paddle_number} ({self.user_id}) in {self.auction_id}"
+
+
+class LotAlias(models.Model):
+    """How a bidder is named to the public on one lot, fixed at their first bid and never changed.
+
+    Their paddle ("Paddle 12") when they hold a registration in the lot's sale,
+    else "Bidder N", N counting the lot's bidders in the order of their first bid.
+    Only staff (and the seller, for the winner) see usernames.
+    """
+
+    lot = models.ForeignKey(Lot, on_delete=models.CASCADE, related_name="aliases")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # The bidder's place in the order of first bids on the lot.
+    number = models.PositiveIntegerField()
+    label = models.CharField(max_length=32)
+
+    class Meta:
+        ordering = ["lot", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["lot", "user"], name="lot_alias_once_per_bidder"),
+            models.UniqueConstraint(fields=["lot", "number"], name="lot_alias_number_unique"),
+            models.UniqueConstraint(fields=["lot", "label"], name="lot_alias_label_unique"),
+            models.CheckConstraint(condition=Q(number__gt=0), name="lot_alias_number_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.user_id}) on lot {self.lot_id}"

@@ -3,16 +3,28 @@
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Case, CharField, F, Min, Q, QuerySet, Value, When
+from django.db.models import Case, CharField, F, Min, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from lots.models import Auction, Lot, LotStatus, Registration
+from lots.models import Auction, Lot, LotAlias, LotStatus, Registration
+
+
+def alias_of(lot_ref: str, user_ref: str) -> Subquery:
+    """A subquery for the public alias of the bidder `user_ref` on the lot `lot_ref` (outer field names)."""
+    return Subquery(LotAlias.objects.filter(lot_id=OuterRef(lot_ref), user_id=OuterRef(user_ref)).values("label")[:1])
+
+
+def get_aliases(*, lot_id: int, user_ids: list[int]) -> dict[int, str]:
+    """{user id: public alias} of these bidders on the lot; those who never bid on it are absent."""
+    return dict(LotAlias.objects.filter(lot_id=lot_id, user_id__in=user_ids).values_list("user_id", "label"))
 
 
 def lots_with_people() -> QuerySet[Lot]:
-    """Lots with the users and sale their public state names, in one query."""
-    return Lot.objects.select_related("seller", "high_bidder", "winner", "auction")
+    """Lots with the users and sale their public state names, and the aliases the public sees, in one query."""
+    return Lot.objects.select_related("seller", "high_bidder", "winner", "auction").annotate(
+        high_bidder_alias=alias_of("pk", "high_bidder_id"), winner_alias=alias_of("pk", "winner_id")
+    )
 
 
 def list_public_lots() -> QuerySet[Lot]:
@@ -34,8 +46,13 @@ def visible_to(user) -> Q:
 
 
 def list_visible_lots(*, user) -> QuerySet[Lot]:
-    """Public lots, plus the user's own drafts (all drafts for staff)."""
-    return lots_with_people().filter(visible_to(user))
+    """Public lots, plus the user's own drafts (all drafts for staff), each with the user's alias on it."""
+    lots = lots_with_people().filter(visible_to(user))
+    if user.is_authenticated:
+        lots = lots.annotate(
+            my_alias=Subquery(LotAlias.objects.filter(lot_id=OuterRef("pk"), user_id=user.pk).values("label")[:1])
+        )
+    return lots
 
 
 def is_lot_visible(*, lot_id: int, user) -> bool:

@@ -6,19 +6,44 @@ from rest_framework import serializers
 from bids.events import lot_min_next_bid
 from bids.fields import MoneyField
 from lots.models import Auction, Lot, LotStatus, Registration
-from lots.selectors import effective_status, effective_winner, list_visible_lots
+from lots.selectors import effective_status, effective_winner, get_aliases, list_visible_lots
+
+ALIAS_FIELD = {
+    "type": "string",
+    "nullable": True,
+    "description": 'A bidder\'s public alias on this lot: "Paddle 12" (their paddle in the sale) or "Bidder 3" '
+    "(the third to bid on the lot); fixed at their first bid. Frames name bidders the same way.",
+}
+USERNAME_FIELD = {"type": "string", "nullable": True}
 
 
-def _username(user) -> str | None:
-    return user.username if user is not None else None
+def viewer_of(serializer: serializers.Serializer):
+    """Who the representation is for: the socket's user (`viewer`) or the request's; None if unknown."""
+    return serializer.context.get("viewer") or getattr(serializer.context.get("request"), "user", None)
+
+
+def alias_on(lot: Lot, user_id: int | None, annotated: str) -> str | None:
+    """The alias of `user_id` on the lot, from the selector's annotation when present, else read."""
+    if user_id is None:
+        return None
+    if hasattr(lot, annotated):
+        return getattr(lot, annotated)
+    return get_aliases(lot_id=lot.pk, user_ids=[user_id]).get(user_id)
 
 
 class LotSerializer(serializers.ModelSerializer):
-    """A lot's public state: the same in REST, LOT_STATUS and the web page."""
+    """A lot's public state: the same in REST, LOT_STATUS and the web page.
+
+    Bidders appear by their alias on the lot; `my_alias` tells a viewer which
+    one is theirs. Usernames only for staff, and the winner's for the seller.
+    """
 
     seller = serializers.SerializerMethodField()
     high_bidder = serializers.SerializerMethodField()
     winner = serializers.SerializerMethodField()
+    my_alias = serializers.SerializerMethodField()
+    high_bidder_username = serializers.SerializerMethodField()
+    winner_username = serializers.SerializerMethodField()
     auction = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     starting_price = MoneyField()
     current_price = MoneyField(allow_null=True)
@@ -49,6 +74,8 @@ class LotSerializer(serializers.ModelSerializer):
             "min_next_bid",
             "bid_count",
             "high_bidder",
+            "high_bidder_username",
+            "my_alias",
             "has_reserve",
             "reserve_met",
             "reserve_price",
@@ -60,6 +87,7 @@ class LotSerializer(serializers.ModelSerializer):
             "soft_close_seconds",
             "requires_registration",
             "winner",
+            "winner_username",
             "final_price",
             "closed_at",
             "seq",
@@ -69,8 +97,9 @@ class LotSerializer(serializers.ModelSerializer):
     def get_seller(self, lot: Lot) -> str:
         return lot.seller.username
 
+    @extend_schema_field(ALIAS_FIELD)
     def get_high_bidder(self, lot: Lot) -> str | None:
-        return _username(lot.high_bidder) if lot.high_bidder_id else None
+        return alias_on(lot, lot.high_bidder_id, "high_bidder_alias")
 
     # A lot read after its end shows its outcome even before a clock settles it.
 
@@ -81,14 +110,47 @@ class LotSerializer(serializers.ModelSerializer):
     def get_status(self, lot: Lot) -> str:
         return effective_status(lot, now=self._now())
 
+    @extend_schema_field(ALIAS_FIELD)
     def get_winner(self, lot: Lot) -> str | None:
-        return _username(effective_winner(lot, now=self._now()))
+        if lot.winner_id:
+            return alias_on(lot, lot.winner_id, "winner_alias")
+        # Ended, not yet settled: its leader (named by the same alias) wins.
+        winner = effective_winner(lot, now=self._now())
+        return alias_on(lot, winner.pk, "high_bidder_alias") if winner else None
 
     @extend_schema_field({"type": "string", "format": "decimal", "nullable": True})
     def get_final_price(self, lot: Lot) -> str | None:
         if lot.final_price is not None:
             return f"{lot.final_price:.2f}"
         return f"{lot.current_price:.2f}" if effective_winner(lot, now=self._now()) else None
+
+    @extend_schema_field(
+        {
+            "type": "string",
+            "nullable": True,
+            "description": "Your own alias on this lot (null until you bid): the bids and frames naming it are yours.",
+        }
+    )
+    def get_my_alias(self, lot: Lot) -> str | None:
+        viewer = viewer_of(self)
+        if viewer is None or not viewer.is_authenticated:
+            return None
+        return alias_on(lot, viewer.pk, "my_alias")
+
+    @extend_schema_field({**USERNAME_FIELD, "description": "Staff only; null for everyone else."})
+    def get_high_bidder_username(self, lot: Lot) -> str | None:
+        viewer = viewer_of(self)
+        if lot.high_bidder_id is None or viewer is None or not viewer.is_staff:
+            return None
+        return lot.high_bidder.username
+
+    @extend_schema_field({**USERNAME_FIELD, "description": "Staff and the lot's seller only; null for everyone else."})
+    def get_winner_username(self, lot: Lot) -> str | None:
+        viewer = viewer_of(self)
+        winner = effective_winner(lot, now=self._now())
+        if winner is None or viewer is None or not (viewer.is_staff or viewer.pk == lot.seller_id):
+            return None
+        return winner.username
 
     @extend_schema_field({"type": "string", "format": "decimal"})
     def get_min_next_bid(self, lot: Lot) -> str:
@@ -104,7 +166,7 @@ class LotSerializer(serializers.ModelSerializer):
         {"type": "string", "format": "decimal", "nullable": True, "description": "Only shown to the seller and staff."}
     )
     def get_reserve_price(self, lot: Lot) -> str | None:
-        user = self.context.get("viewer") or getattr(self.context.get("request"), "user", None)
+        user = viewer_of(self)
         if lot.reserve_price is None or user is None or not (user.is_staff or user.pk == lot.seller_id):
             return None
         return f"{lot.reserve_price:.2f}"

@@ -83,7 +83,7 @@ def test_a_bid_on_one_process_reaches_a_watcher_on_the_other(stack):
     assert (low.status, low.json()["code"]) == (409, "bid_too_low")
     assert event["seq"] == status["seq"] + 1
     assert event["bid"]["id"] == bid.json()["bid"]["id"]
-    assert (event["bid"]["amount"], event["bid"]["bidder"]) == ("20.00", "bert")
+    assert (event["bid"]["amount"], event["bid"]["bidder"]) == ("20.00", "Bidder 1")  # bert, by his alias
     assert http("GET", f"{two}/api/lots/{lot_id}/").json()["current_price"] == "20.00"
 
     # Each process counts what it served: the bids went to process 1 only.

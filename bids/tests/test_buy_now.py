@@ -37,7 +37,7 @@ def test_buy_now_closes_the_lot_to_the_buyer(make_lot, bidder):
     new_bid, ended = lot_events(lot)
     assert (new_bid["type"], new_bid["seq"], new_bid["bid"]["amount"]) == ("NEW_BID", 1, "100.00")
     assert (ended["type"], ended["seq"]) == ("AUCTION_ENDED", 2)
-    assert ended["lot"]["winner"] == "alice"
+    assert ended["lot"]["winner"] == new_bid["bid"]["bidder"] == "Bidder 1"
     assert ended["lot"]["final_price"] == "100.00"
     assert lot.seq == 2
 

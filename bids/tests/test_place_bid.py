@@ -49,7 +49,8 @@ def test_accepted_bid_moves_price_leader_and_count(make_lot, bidder):
     assert event["type"] == "NEW_BID"
     assert event["seq"] == 1
     assert event["bid"]["amount"] == "12.00"
-    assert event["bid"]["bidder"] == "alice"
+    # The public frame names the bidder by their alias on the lot, not their username.
+    assert event["bid"]["bidder"] == event["lot"]["high_bidder"] == outcome.alias == "Bidder 1"
     assert event["lot"]["min_next_bid"] == "12.50"
 
 

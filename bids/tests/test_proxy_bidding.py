@@ -348,7 +348,7 @@ def test_challenger_outbid_at_once_is_notified(
     assert notice["type"] == "OUTBID"
     assert notice["lot_id"] == lot.pk
     assert notice["current_price"] == "12.50"
-    assert notice["high_bidder"] == "alice"
+    assert notice["high_bidder"] == "Bidder 1"  # alice, by her alias
     assert inbox.user_messages(bidder) == []
 
 
@@ -365,7 +365,7 @@ def test_leader_who_loses_the_lead_is_notified(
 
     [notice] = inbox.user_messages(bidder)
     assert notice["type"] == "OUTBID"
-    assert (notice["current_price"], notice["high_bidder"]) == ("15.50", "bob")
+    assert (notice["current_price"], notice["high_bidder"]) == ("15.50", "Bidder 2")
     assert inbox.user_messages(other_bidder) == []
 
 

@@ -24,7 +24,7 @@ from bids.rules import increment_for
 from bids.services import place_bid
 from bids.tests.utils import run_threads
 from lots.exceptions import LotActionRefused
-from lots.models import Lot, LotStatus
+from lots.models import Lot, LotAlias, LotStatus
 from lots.services import close_lot
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -119,8 +119,8 @@ def test_concurrent_bidders_leave_a_consistent_lot(make_lot, make_user):
     assert [f["bid"]["id"] for f in frames] == [b.id for b in public]
     assert [Decimal(f["lot"]["current_price"]) for f in frames] == amounts
     # Exactly one leader at every step, the one the replay names.
-    usernames = {user.pk: user.username for user in users}
-    leaders = [usernames[leader] for b, leader, _ in steps if not b.raises_max_only]
+    aliases = dict(LotAlias.objects.filter(lot=lot).values_list("user_id", "label"))
+    leaders = [aliases[leader] for b, leader, _ in steps if not b.raises_max_only]
     assert [f["lot"]["high_bidder"] for f in frames] == leaders
     assert lot.status == LotStatus.OPEN
 

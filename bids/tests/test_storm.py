@@ -38,7 +38,7 @@ from bids.tests.live_servers import Server, database_url_for_tests, live_server_
 from bids.tests.test_race import replay_leaders
 from bids.tests.utils import lot_events
 from conftest import access_token_for
-from lots.models import Lot, LotStatus
+from lots.models import Lot, LotAlias, LotStatus
 from lots.tests.test_clock_processes import clock_processes
 
 pytestmark = [pytest.mark.services, pytest.mark.reliability, pytest.mark.django_db(transaction=True)]
@@ -506,7 +506,7 @@ def test_a_soft_closing_lot_closes_exactly_once_while_bids_race_its_end(make_lot
     assert lot.final_price == lot.current_price
     assert (events[-1]["lot"]["final_price"], events[-1]["lot"]["winner"]) == (
         str(lot.final_price),
-        lot.winner.username,
+        LotAlias.objects.get(lot=lot, user=lot.winner).label,
     )
     notices = Counter(Notification.objects.filter(lot=lot, type__in=["WON", "LOT_SOLD"]).values_list("type", "user"))
     assert notices == {("WON", lot.winner_id): 1, ("LOT_SOLD", seller.pk): 1}, notices

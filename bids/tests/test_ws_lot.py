@@ -91,7 +91,7 @@ async def test_anonymous_may_watch_and_see_bids(ws, new_lot, bidder):
     await place_bid(lot, bidder, "10.00")
 
     event = await anonymous.next()
-    assert (event["type"], event["seq"], event["bid"]["bidder"]) == ("NEW_BID", 1, "alice")
+    assert (event["type"], event["seq"], event["bid"]["bidder"]) == ("NEW_BID", 1, "Bidder 1")
 
 
 async def test_anonymous_cannot_bid_buy_or_close(ws, new_lot):
@@ -163,13 +163,17 @@ async def test_token_ticket_and_cookie_each_identify_the_bidder(ws, new_lot, bid
         ("carol", path, ((b"cookie", cookie),)),
     ]
 
-    for amount, (username, url, headers) in zip(("10.00", "20.00", "30.00"), credentials, strict=True):
+    for number, (amount, (username, url, headers)) in enumerate(
+        zip(("10.00", "20.00", "30.00"), credentials, strict=True), start=1
+    ):
         socket = await ws.open(url, headers=headers)
         assert (await socket.receive())["type"] == "LOT_STATUS"
         await socket.send({"type": "NEW_BID", "amount": amount})
         reply, [event] = await reply_and_events(socket, 1)
         assert (reply["type"], reply["leading"]) == ("BID_ACCEPTED", True), username
-        assert (event["bid"]["bidder"], event["bid"]["amount"]) == (username, amount)
+        # Each socket bids as its own user: a new alias each time, and the acceptance names it.
+        assert (event["bid"]["bidder"], event["bid"]["amount"]) == (f"Bidder {number}", amount)
+        assert reply["bid"]["bidder"] == f"Bidder {number}", username
 
 
 async def test_ticket_opens_one_socket_only(ws, new_lot, bidder):
@@ -220,6 +224,8 @@ async def test_bid_is_accepted_for_the_bidder_and_broadcast_to_the_room(ws, new_
     assert (accepted["leading"], accepted["replayed"]) == (True, False)
     assert (accepted["bid"]["amount"], accepted["bid"]["is_proxy"]) == ("12.00", False)
     assert accepted["min_next_bid"] == "12.50"
+    # The bidder learns their alias from the acceptance; the room's frame is the same for all.
+    assert accepted["bid"]["bidder"] == "Bidder 1"
 
     for watcher in (alice, bob, anonymous):
         event = frames["NEW_BID"] if watcher is alice else await watcher.next()
@@ -228,7 +234,7 @@ async def test_bid_is_accepted_for_the_bidder_and_broadcast_to_the_room(ws, new_
         assert event["bid"]["id"] == accepted["bid"]["id"]
         assert {key: event["bid"][key] for key in ("amount", "bidder", "is_proxy")} == {
             "amount": "12.00",
-            "bidder": "alice",
+            "bidder": "Bidder 1",
             "is_proxy": False,
         }
         assert parse_datetime(event["bid"]["created_at"]) is not None
@@ -239,7 +245,7 @@ async def test_bid_is_accepted_for_the_bidder_and_broadcast_to_the_room(ws, new_
             "current_price": "12.00",
             "min_next_bid": "12.50",
             "bid_count": 1,
-            "high_bidder": "alice",
+            "high_bidder": "Bidder 1",
             "reserve_met": True,
         }
         assert abs(parse_datetime(event["lot"]["ends_at"]) - lot.ends_at) < timedelta(milliseconds=1)
@@ -346,15 +352,15 @@ async def test_proxy_answer_is_broadcast_as_a_proxy_bid(ws, new_lot, bidder, oth
     challenger, answer = await watcher.events(2)
     assert (challenger["type"], challenger["seq"]) == ("NEW_BID", 2)
     assert (challenger["bid"]["bidder"], challenger["bid"]["amount"], challenger["bid"]["is_proxy"]) == (
-        "bob",
+        "Bidder 2",
         "20.00",
         False,
     )
     assert (answer["type"], answer["seq"]) == ("NEW_BID", 3)
-    assert (answer["bid"]["bidder"], answer["bid"]["amount"], answer["bid"]["is_proxy"]) == ("alice", "20.50", True)
+    assert (answer["bid"]["bidder"], answer["bid"]["amount"], answer["bid"]["is_proxy"]) == ("Bidder 1", "20.50", True)
     assert (answer["lot"]["current_price"], answer["lot"]["high_bidder"], answer["lot"]["bid_count"]) == (
         "20.50",
-        "alice",
+        "Bidder 1",
         3,
     )
     # The hidden maximum never reaches the room.
@@ -375,7 +381,7 @@ async def test_rest_bid_reaches_every_watcher(ws, new_lot, bidder, other_bidder,
         event = await watcher.next()
         assert (event["type"], event["seq"]) == ("NEW_BID", 1)
         assert (event["bid"]["bidder"], event["bid"]["amount"], event["bid"]["id"]) == (
-            "alice",
+            "Bidder 1",
             "25.00",
             response.json()["bid"]["id"],
         )
@@ -409,7 +415,7 @@ async def test_buy_now_sells_and_ends_the_lot(ws, new_lot, bidder):
     assert (ended["type"], ended["seq"]) == ("AUCTION_ENDED", 2)
     assert {key: ended["lot"][key] for key in ("status", "winner", "final_price")} == {
         "status": "closed",
-        "winner": "alice",
+        "winner": "Bidder 1",
         "final_price": "100.00",
     }
     assert seqs(await alice.events(2)) == [1, 2]
@@ -430,8 +436,8 @@ async def test_get_history_returns_the_newest_public_bids(ws, new_lot, bidder, o
 
     assert latest["type"] == "BID_HISTORY"
     assert [(b["bidder"], b["amount"], b["is_proxy"]) for b in latest["bids"]] == [
-        ("alice", "11.50", True),
-        ("bob", "11.00", False),
+        ("Bidder 1", "11.50", True),
+        ("Bidder 2", "11.00", False),
     ]
     assert [b["amount"] for b in everything["bids"]] == ["11.50", "11.00", "10.00"]
     assert all("max_amount" not in b for b in everything["bids"])
@@ -453,7 +459,7 @@ async def test_close_auction_by_seller_or_staff_ends_the_lot(ws, new_lot, bidder
         assert (ended["type"], ended["seq"]) == ("AUCTION_ENDED", 2)
         assert {key: ended["lot"][key] for key in ("status", "winner", "final_price")} == {
             "status": "closed",
-            "winner": "alice",
+            "winner": "Bidder 1",
             "final_price": "15.00",
         }
     again = await manager_socket.request({"type": "CLOSE_AUCTION"})

@@ -103,11 +103,11 @@ async def test_watchers_on_two_servers_get_every_event_in_order(make_lot, bidder
         assert [e["seq"] for e in stored] == [1, 2, 3, 4, 5, 6]
         assert [e["type"] for e in stored] == ["NEW_BID"] * 5 + ["AUCTION_ENDED"]
         assert [(e["bid"]["bidder"], e["bid"]["amount"], e["bid"]["is_proxy"]) for e in stored[:5]] == [
-            ("alice", "10.00", False),
-            ("bob", "11.00", False),
-            ("alice", "12.00", False),
-            ("bob", "13.00", False),
-            ("alice", "13.50", True),
+            ("Bidder 1", "10.00", False),  # alice
+            ("Bidder 2", "11.00", False),  # bob
+            ("Bidder 1", "12.00", False),
+            ("Bidder 2", "13.00", False),
+            ("Bidder 1", "13.50", True),
         ]
         for where, frames in zip(["first"] * 3 + ["second"] * 3, received, strict=True):
             events = [f for f in frames if "seq" in f]

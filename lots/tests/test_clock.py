@@ -79,7 +79,7 @@ async def test_lots_open_and_close_by_themselves_never_early(make_lot, bidder):
     assert ended["lot"] == {
         "id": closing.pk,
         "status": "closed",
-        "winner": "alice",
+        "winner": "Bidder 1",
         "final_price": "12.00",
         "closed_at": ended["lot"]["closed_at"],
     }
@@ -450,7 +450,7 @@ def test_a_lot_read_after_its_end_shows_its_outcome_with_no_clock(make_lot, bidd
 
     data = api_client.get(f"/api/lots/{lot.pk}/").json()
 
-    assert (data["status"], data["winner"], data["final_price"]) == ("closed", "bob", "12.00")
+    assert (data["status"], data["winner"], data["final_price"]) == ("closed", "Bidder 2", "12.00")
     assert data["closed_at"] is not None
     # Settled once: a later read or clock round closes nothing more.
     assert api_client.get(f"/api/lots/{lot.pk}/").json()["closed_at"] == data["closed_at"]

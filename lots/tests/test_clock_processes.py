@@ -300,7 +300,7 @@ def test_the_server_runs_the_clock_in_its_own_process(make_lot, bidder):
             time.sleep(0.02)
         report = clocks.report()
 
-    assert (served["status"], served["high_bidder"]) == ("open", "alice")
+    assert (served["status"], served["high_bidder"]) == ("open", "Bidder 1")
     lot.refresh_from_db()
     assert lot.ends_at <= lot.closed_at, report
     assert (lot.winner_id, ended_events_per_lot()) == (bidder.pk, Counter({lot.pk: 1}))

@@ -318,7 +318,7 @@ def test_close_lot_sells_to_the_leader_at_the_current_price(
     assert ended["lot"] == {
         "id": lot.pk,
         "status": "closed",
-        "winner": "alice",
+        "winner": "Bidder 1",  # alice, the first to bid, by her alias
         "final_price": "21.50",
         "closed_at": ended["lot"]["closed_at"],
     }

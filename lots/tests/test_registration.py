@@ -522,7 +522,7 @@ def test_rest_revoked_bidder_keeps_earlier_bids(registered, sale_lot, bidder, ot
     assert (refused.status_code, refused.json()["code"]) == (409, "not_registered")
     assert accepted.status_code == 201
     history = client_for(other_bidder).get(f"/api/lots/{sale_lot.pk}/bids/").json()["results"]
-    assert [(row["bidder"], row["amount"]) for row in history] == [("bob", "11.00"), ("alice", "10.00")]
+    assert [(row["bidder"], row["amount"]) for row in history] == [("Paddle 2", "11.00"), ("Paddle 1", "10.00")]
 
 
 def test_rest_approved_bidder_bids(registered, sale_lot, bidder, client_for):

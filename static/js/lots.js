@@ -39,10 +39,16 @@ export function lotPhase(lot, now = serverClock.now()) {
   return { phase: "ended", label: lot.status === "cancelled" ? "Cancelled" : "Ended", remaining: 0 };
 }
 
-export function outcomeText(lot, user = null) {
+// Bidders appear by their alias on the lot ("Bidder 3", "Paddle 12"); `my_alias` is the viewer's own.
+export function isMine(lot, alias) {
+  return Boolean(alias && lot.my_alias && alias === lot.my_alias);
+}
+
+export function outcomeText(lot) {
   if (lot.status === "cancelled") return "This lot was cancelled.";
-  if (lot.winner && user && lot.winner === user.username) return `You won this lot for ${money(lot.final_price, lot.currency)}.`;
-  if (lot.winner) return `Sold to ${lot.winner} for ${money(lot.final_price, lot.currency)}.`;
+  if (lot.winner && isMine(lot, lot.winner)) return `You won this lot for ${money(lot.final_price, lot.currency)}.`;
+  // The seller and staff are sent the winner's username; everyone else their alias.
+  if (lot.winner) return `Sold to ${lot.winner_username || lot.winner} for ${money(lot.final_price, lot.currency)}.`;
   if (lot.has_reserve && !lot.reserve_met) return "Ended without a sale: the reserve was not met.";
   return "Ended without a sale.";
 }
@@ -111,7 +117,7 @@ export class LotCard {
   tick(now = serverClock.now()) {
     const { phase, label, remaining } = lotPhase(this.lot, now);
     const due = phase === "ending" || phase === "opening";
-    const text = phase === "ended" ? outcomeText(this.lot, this.user) : due ? label : `${label} ${duration(remaining)}`;
+    const text = phase === "ended" ? outcomeText(this.lot) : due ? label : `${label} ${duration(remaining)}`;
     if (this.when.textContent !== text) this.when.textContent = text;
     this.element.dataset.phase = phase;
     const ranOut = due && this.lastPhase !== phase;

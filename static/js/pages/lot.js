@@ -2,7 +2,7 @@
 // (REST with the same idempotency key when the socket is down or silent).
 import { api, getAll } from "../api.js";
 import { compareMoney, dateTime, duration, isAmount, money, serverClock, timeOfDay } from "../format.js";
-import { applyEvent, flash, imageOrPlaceholder, lotPhase, outcomeText, priceText, registrationPanel } from "../lots.js";
+import { applyEvent, flash, imageOrPlaceholder, isMine, lotPhase, outcomeText, priceText, registrationPanel } from "../lots.js";
 import { LiveSocket } from "../socket.js";
 import { $, connectionBadge, el, initPage, setText, showBanner } from "../ui.js";
 
@@ -86,7 +86,7 @@ function render() {
   const before = $("#lot-price").textContent;
   if (setText("#lot-price", priceText(lot)).textContent !== before && before !== "—") flash($("#lot-price"));
   setText("#lot-bid-count", lot.bid_count === 1 ? "1 bid" : `${lot.bid_count} bids`);
-  const leading = user && lot.high_bidder === user.username;
+  const leading = isMine(lot, lot.high_bidder);
   const leader = phase === "ended" || !lot.high_bidder ? "" : leading ? "You're the highest bidder" : `Highest bidder: ${lot.high_bidder}`;
   setText("#lot-leader", leader).dataset.leading = String(Boolean(leading));
   const reserve = $("#lot-reserve");
@@ -97,7 +97,7 @@ function render() {
 
   const result = $("#lot-result");
   result.hidden = phase !== "ended";
-  if (phase === "ended") result.textContent = outcomeText(lot, user);
+  if (phase === "ended") result.textContent = outcomeText(lot);
 
   const form = $("#bid-form");
   form.hidden = !user || phase === "ended";
@@ -177,7 +177,8 @@ function addBids(bids) {
 }
 
 function bidItem(bid) {
-  const mine = state.user && bid.bidder === state.user.username;
+  // REST rows carry `is_you`; room frames carry the alias, the same text for every watcher.
+  const mine = bid.is_you || (state.lot && isMine(state.lot, bid.bidder));
   return el(
     "li",
     { class: mine ? "bid bid-mine" : "bid", "data-bid-id": bid.id },
@@ -249,7 +250,7 @@ function onFrame(frame) {
   if (frame.type === "NEW_BID") addBids([frame.bid]);
   if (frame.type === "LOT_EXTENDED") announce(`Bidding extended: it now ends at ${timeOfDay(frame.ends_at)}.`);
   if (frame.type === "LOT_OPENED") announce("Bidding is open.");
-  if (frame.type === "AUCTION_ENDED") announce(outcomeText(state.lot, state.user));
+  if (frame.type === "AUCTION_ENDED") announce(outcomeText(state.lot));
   if (frame.type === "BIDS_VOIDED") {
     requestHistory();
     const price = frame.lot.current_price === null ? "no bids stand" : `the price is now ${fmt(frame.lot.current_price)}`;
@@ -312,6 +313,12 @@ function busy(on) {
 }
 
 function accepted(result, kind) {
+  // Your alias on the lot: BID_ACCEPTED names it, a REST outcome's lot carries it.
+  const alias = result.bid.bidder || result.lot?.my_alias;
+  if (alias && state.lot && state.lot.my_alias !== alias) {
+    state.lot.my_alias = alias;
+    addBids([]);
+  }
   const amount = fmt(result.bid.amount);
   let text;
   if (kind === "BUY_NOW") text = `You bought this lot for ${amount}.`;
