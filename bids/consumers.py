@@ -591,7 +591,9 @@ class AuctionConsumer(JsonFrameConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
             return
         for lot_id, seq in status["seqs"].items():
-            self.streams[lot_id] = lot_stream(self, lot_id, seq)
+            # A replayed lot's stream starts where the client left off.
+            start = status["replays"][lot_id][0] if lot_id in status["replays"] else seq
+            self.streams[lot_id] = lot_stream(self, lot_id, start)
         await self.send_json(
             {
                 "type": "AUCTION_STATUS",
@@ -600,8 +602,7 @@ class AuctionConsumer(JsonFrameConsumer):
                 "lots": status["lots"],
             }
         )
-        for lot_id, (since, missed) in status["replays"].items():
-            self.streams[lot_id].last_seq = since
+        for lot_id, (_, missed) in status["replays"].items():
             await self.streams[lot_id].replay(missed)
         self.watch_token_expiry()
 
