@@ -1,7 +1,8 @@
 """WebSocket consumers: a room per lot, per sale, and per user.
 
 Consumers parse, authorize, call one service or selector, and render. Lot
-events reach every watcher in `seq` order: a late or lost broadcast is
+events reach every watcher of a lot's room or its sale's room in `seq` order,
+through a `LotStream` per lot (bids/streams.py): a late or lost broadcast is
 noticed as a gap and filled from the stored events.
 """
 
@@ -34,6 +35,7 @@ from bids.events import auction_group, dumps, lot_group, lot_min_next_bid, user_
 from bids.exceptions import BidRejected, InvalidBid
 from bids.presence import get_announcer, get_presence
 from bids.serializers import BidSerializer, ChatMessageSerializer
+from bids.streams import LotStream, events_since
 from lots import selectors as lot_selectors
 from lots import services as lot_services
 from lots.serializers import LotSerializer, RegistrationSerializer
@@ -111,11 +113,6 @@ def _lot_status(lot_id: int, user) -> dict[str, Any] | None:
         "lot": LotSerializer(lot, context=_user_context(user)).data,
         "registration": RegistrationSerializer(registration).data if registration else None,
     }
-
-
-@database_sync_to_async
-def _events_since(lot_id: int, since: int) -> list[str] | None:
-    return bid_selectors.list_events_since(lot_id=lot_id, since=since, limit=settings.WS_REPLAY_LIMIT)
 
 
 @database_sync_to_async
@@ -204,6 +201,9 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
 
     async def send_json(self, payload: dict[str, Any]) -> None:
         await self.send(text_data=dumps(payload))
+
+    async def send_text(self, text: str) -> None:
+        await self.send(text_data=text)
 
     async def send_error(self, code: str, message: str, **extra: Any) -> None:
         await self.send_json({"type": "ERROR", "code": code, "message": message, **extra})
@@ -320,6 +320,40 @@ def _limit(frame: dict) -> int:
     return limit
 
 
+def _seq(text: str | None) -> int | None:
+    """A `seq` from a query string: ASCII digits only (isdigit() alone passes "²", which int() refuses)."""
+    if text is None or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
+async def send_lot_status(consumer: JsonFrameConsumer, status: dict) -> None:
+    """A lot's fresh state: on joining its room, or in either room after a gap too long to replay."""
+    await consumer.send_json(
+        {
+            "type": "LOT_STATUS",
+            "lot_id": status["lot"]["id"],
+            "seq": status["seq"],
+            "server_time": timezone.now(),
+            "lot": status["lot"],
+            "registration": status["registration"],
+        }
+    )
+
+
+def lot_stream(consumer: JsonFrameConsumer, lot_id: int, last_seq: int) -> LotStream:
+    """A lot's events to `consumer`'s socket; a gap too long to replay gets a fresh LOT_STATUS."""
+
+    async def resync() -> int | None:
+        status = await _lot_status(lot_id, consumer.scope["user"])
+        if status is None:
+            return None
+        await send_lot_status(consumer, status)
+        return status["seq"]
+
+    return LotStream(lot_id, last_seq, send=consumer.send_text, resync=resync)
+
+
 class LotConsumer(JsonFrameConsumer):
     """/ws/lots/<id>/: a lot's room."""
 
@@ -337,10 +371,7 @@ class LotConsumer(JsonFrameConsumer):
     async def connect(self) -> None:
         self.lot_id = int(self.scope["url_route"]["kwargs"]["lot_id"])
         self.group = lot_group(self.lot_id)
-        self.last_seq = 0
-        self.pending: dict[int, str] = {}
-        self.gap_task: asyncio.Task | None = None
-        self.send_lock = asyncio.Lock()
+        self.stream = lot_stream(self, self.lot_id, 0)
         self.joined = self.present = False
         user = self.scope["user"]
         await self.accept()
@@ -362,34 +393,20 @@ class LotConsumer(JsonFrameConsumer):
         await get_announcer().announce(self.channel_layer, self.group, count)
 
     async def _send_initial_state(self, status: dict) -> None:
-        since = _query_param(self.scope, "since")
-        # isdigit() alone passes "²", which int() refuses.
-        if since is not None and since.isascii() and since.isdigit() and int(since) <= status["seq"]:
-            missed = await _events_since(self.lot_id, int(since))
+        since = _seq(_query_param(self.scope, "since"))
+        if since is not None and since <= status["seq"]:
+            missed = await events_since(self.lot_id, since)
             if missed is not None:
-                self.last_seq = int(since)
-                for text in missed:
-                    await self.send(text_data=text)
-                    self.last_seq += 1
+                self.stream.last_seq = since
+                await self.stream.replay(missed)
                 return
-        self.last_seq = status["seq"]
-        await self.send_lot_status(status)
-
-    async def send_lot_status(self, status: dict) -> None:
-        await self.send_json(
-            {
-                "type": "LOT_STATUS",
-                "seq": status["seq"],
-                "server_time": timezone.now(),
-                "lot": status["lot"],
-                "registration": status["registration"],
-            }
-        )
+        self.stream.last_seq = status["seq"]
+        await send_lot_status(self, status)
 
     def leave_locally(self) -> None:
         if not self.left:
-            if getattr(self, "gap_task", None) is not None:
-                self.gap_task.cancel()
+            if getattr(self, "stream", None) is not None:
+                self.stream.close()
             if getattr(self, "present", False):
                 # No longer refreshed by this process: the Redis entry lapses unless leave() removes it.
                 get_presence().forget(self.group, self.channel_name)
@@ -409,40 +426,7 @@ class LotConsumer(JsonFrameConsumer):
     # --- Events from the group: forwarded in seq order ----------------------
 
     async def lot_event(self, message: dict) -> None:
-        seq = message["seq"]
-        if seq <= self.last_seq:
-            return
-        self.pending[seq] = message["text"]
-        await self._flush_in_order()
-        if self.pending and (self.gap_task is None or self.gap_task.done()):
-            self.gap_task = asyncio.get_running_loop().create_task(self._fill_gap_later())
-
-    async def _flush_in_order(self) -> None:
-        async with self.send_lock:
-            while self.last_seq + 1 in self.pending:
-                self.last_seq += 1
-                await self.send(text_data=self.pending.pop(self.last_seq))
-
-    async def _fill_gap_later(self) -> None:
-        """An event is missing: wait briefly for it, then read it from the database."""
-        await asyncio.sleep(settings.WS_GAP_WAIT_SECONDS)
-        if not self.pending:
-            return
-        missed = await _events_since(self.lot_id, self.last_seq)
-        async with self.send_lock:
-            if missed is None:
-                status = await _lot_status(self.lot_id, self.scope["user"])
-                self.pending.clear()
-                self.last_seq = status["seq"]
-                await self.send_lot_status(status)
-                return
-            for text in missed:
-                seq = json.loads(text)["seq"]
-                if seq == self.last_seq + 1:
-                    self.last_seq = seq
-                    await self.send(text_data=text)
-            self.pending = {s: t for s, t in self.pending.items() if s > self.last_seq}
-        await self._flush_in_order()
+        await self.stream.receive(message["seq"], message["text"])
 
     async def lot_presence(self, message: dict) -> None:
         await self.send_json({"type": "USERS_COUNT", "count": message["count"]})
@@ -553,24 +537,51 @@ class LotConsumer(JsonFrameConsumer):
 
 
 @database_sync_to_async
-def _auction_status(slug: str, user) -> dict[str, Any] | None:
-    lots = lot_selectors.list_visible_lots(user=user).filter(auction__slug=slug)
+def _auction_status(slug: str, user, since: dict[int, int]) -> dict[str, Any] | None:
+    """A sale and its lots; a lot named in `since` at or below its seq comes as its missed events instead."""
     auction = lot_selectors.list_auctions().filter(slug=slug).first()
     if auction is None:
         return None
+    fresh, seqs, replays = [], {}, {}
+    for lot in LotSerializer(
+        lot_selectors.list_visible_lots(user=user).filter(auction=auction), many=True, context=_user_context(user)
+    ).data:
+        seqs[lot["id"]] = lot["seq"]
+        if lot["id"] in since and since[lot["id"]] <= lot["seq"]:
+            missed = bid_selectors.list_events_since(
+                lot_id=lot["id"], since=since[lot["id"]], limit=settings.WS_REPLAY_LIMIT
+            )
+            if missed is not None:
+                replays[lot["id"]] = (since[lot["id"]], missed)
+                continue
+        fresh.append(lot)
     return {
         "auction": {"slug": auction.slug, "title": auction.title},
-        "lots": LotSerializer(lots, many=True, context=_user_context(user)).data,
+        "lots": fresh,
+        "seqs": seqs,
+        "replays": replays,
     }
 
 
+def _sale_since(text: str | None) -> dict[int, int]:
+    """`?since=<lot_id>:<seq>,<lot_id>:<seq>` as {lot_id: seq}; unusable pairs are left out."""
+    since: dict[int, int] = {}
+    for pair in (text or "").split(","):
+        lot_id, _, seq = pair.partition(":")
+        lot_id, seq = _seq(lot_id), _seq(seq)
+        if lot_id is not None and seq is not None:
+            since[lot_id] = seq
+    return since
+
+
 class AuctionConsumer(JsonFrameConsumer):
-    """/ws/auctions/<slug>/: every lot event of a sale (each carries its lot_id and seq)."""
+    """/ws/auctions/<slug>/: every lot event of a sale, each lot's in `seq` order (one `LotStream` per lot)."""
 
     handlers = {"PING": "ping"}
 
     async def connect(self) -> None:
         self.group = None
+        self.streams: dict[int, LotStream] = {}
         user = self.scope["user"]
         await self.accept()
         if not user.is_authenticated and not settings.WS_ANONYMOUS_CAN_WATCH:
@@ -578,14 +589,34 @@ class AuctionConsumer(JsonFrameConsumer):
             return
         slug = self.scope["url_route"]["kwargs"]["slug"]
         group = auction_group(slug)
+        # Join before reading the state, as in the lot room.
         await self.join_group(group)
         self.group = group
-        status = await _auction_status(slug, user)
+        status = await _auction_status(slug, user, _sale_since(_query_param(self.scope, "since")))
         if status is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        await self.send_json({"type": "AUCTION_STATUS", "server_time": timezone.now(), **status})
+        for lot_id, seq in status["seqs"].items():
+            # A replayed lot's stream starts where the client left off.
+            start = status["replays"][lot_id][0] if lot_id in status["replays"] else seq
+            self.streams[lot_id] = lot_stream(self, lot_id, start)
+        await self.send_json(
+            {
+                "type": "AUCTION_STATUS",
+                "server_time": timezone.now(),
+                "auction": status["auction"],
+                "lots": status["lots"],
+            }
+        )
+        for lot_id, (_, missed) in status["replays"].items():
+            await self.streams[lot_id].replay(missed)
         self.watch_token_expiry()
+
+    def leave_locally(self) -> None:
+        if not self.left:
+            for stream in getattr(self, "streams", {}).values():
+                stream.close()
+        super().leave_locally()
 
     async def disconnect(self, code) -> None:
         await super().disconnect(code)
@@ -593,7 +624,11 @@ class AuctionConsumer(JsonFrameConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def lot_event(self, message: dict) -> None:
-        await self.send(text_data=message["text"])
+        lot_id = message["lot_id"]
+        if lot_id not in self.streams:
+            # A lot that joined the sale (or became visible) after the snapshot: from its first event.
+            self.streams[lot_id] = lot_stream(self, lot_id, 0)
+        await self.streams[lot_id].receive(message["seq"], message["text"])
 
 
 class NotificationConsumer(JsonFrameConsumer):

@@ -607,6 +607,21 @@ async def test_a_gap_waits_for_the_late_event_before_reading_the_database(ws, ne
     await watcher.assert_silent(0.6)
 
 
+async def test_a_held_back_event_the_database_cannot_account_for_ends_in_a_fresh_status(ws, new_lot, bidder, settings):
+    settings.WS_GAP_WAIT_SECONDS = 0.1
+    lot = await new_lot(starting_price="10.00")
+    watcher, _ = await ws.watch(lot)
+
+    # Whatever precedes a broadcast event is stored before it is sent: here nothing is.
+    await send_to_room(lot.pk, 3, '{"type":"NEW_BID","seq":3,"note":"not this lot\'s"}')
+
+    status = await watcher.next()
+    assert (status["type"], status["lot_id"], status["seq"]) == ("LOT_STATUS", lot.pk, 0)
+    await place_bid(lot, bidder, "10.00")
+    assert seqs([await watcher.next()]) == [1]
+    await watcher.assert_silent()
+
+
 async def test_a_gap_longer_than_the_replay_limit_sends_a_fresh_status(ws, new_lot, bidder, other_bidder, settings):
     settings.WS_REPLAY_LIMIT = 2
     settings.WS_GAP_WAIT_SECONDS = 0.1

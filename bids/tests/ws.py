@@ -20,7 +20,7 @@ from django.conf import settings
 
 from auction_site.asgi import application
 from bids import events
-from bids.events import lot_group
+from bids.events import auction_group, lot_group
 from bids.presence import RedisPresence
 from conftest import access_token_for
 
@@ -203,6 +203,13 @@ async def send_to_room(lot_id: int, seq: int, text: str) -> None:
     """Deliver a lot event to the room directly, as a late or repeated broadcast would."""
     await get_channel_layer().group_send(
         lot_group(lot_id), {"type": "lot.event", "lot_id": lot_id, "seq": seq, "text": text}
+    )
+
+
+async def send_to_sale(slug: str, lot_id: int, seq: int, text: str) -> None:
+    """Deliver a lot event to its sale's room directly, as a late or repeated broadcast would."""
+    await get_channel_layer().group_send(
+        auction_group(slug), {"type": "lot.event", "lot_id": lot_id, "seq": seq, "text": text}
     )
 
 
