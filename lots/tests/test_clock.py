@@ -523,3 +523,31 @@ def test_a_schedule_change_wakes_the_clocks_only_when_it_commits(settings):
         assert listener.wait(30) is True
     finally:
         listener.close()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_outbidding_bid_wakes_the_mailer_not_the_clock(settings, make_lot, bidder, other_bidder, mailoutbox):
+    settings.AUCTION_CLOCK_MAX_SLEEP_SECONDS = LONG_SLEEP
+    settings.AUCTION_MAIL_POLL_SECONDS = LONG_SLEEP
+    lot = await database_sync_to_async(make_lot)(ends_at=in_seconds(3600))
+    rounds = []
+    counted = clock.ClockWorker.run_round
+
+    def counting_round(self):
+        rounds.append(timezone.now())
+        return counted(self)
+
+    with mock.patch.object(clock.ClockWorker, "run_round", counting_round):
+        async with running_clock():
+            await wait_until(lambda: rounds, what="the first round")
+            await asyncio.sleep(0.5)
+            before = len(rounds)
+            await database_sync_to_async(bid)(lot, bidder, "10.00")
+            await database_sync_to_async(bid)(lot, other_bidder, "12.00")
+            # The OUTBID e-mail goes out at once: its notification woke the mailer...
+            await wait_until(lambda: len(mailoutbox) == 1, what="the OUTBID e-mail")
+            after = len(rounds)
+
+    # ...and no clock round ran for it.
+    assert after == before, f"{after - before} clock rounds for two bids"
+    assert [m.to for m in mailoutbox] == [["alice@example.com"]]
