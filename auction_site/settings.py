@@ -308,6 +308,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # lots/urls.py's row ids: longer ones answer 404 before any query.
     "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999}},
+    # A lot's status is one enum wherever it appears (stored, or as read at request time).
+    "ENUM_NAME_OVERRIDES": {"LotStatusEnum": "lots.models.LotStatus"},
 }
 
 # --- E-mail -----------------------------------------------------------------

@@ -31,7 +31,13 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
 
 def deploy_env(**overrides: str) -> dict[str, str]:
     # HTTPS is the production default: the helper's plain-HTTP "false" is dropped.
-    env = {"DEBUG": "0", "SECRET_KEY": strong_secret_key(), "ALLOWED_HOSTS": "example.com", "HTTPS": ""}
+    env = {
+        "DEBUG": "0",
+        "SECRET_KEY": strong_secret_key(),
+        "ALLOWED_HOSTS": "example.com",
+        "HTTPS": "",
+        "EMAIL_HOST": "smtp.example.com",
+    }
     env.update(overrides)
     return env
 

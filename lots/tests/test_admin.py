@@ -103,7 +103,8 @@ def test_a_changed_end_is_an_event_with_the_next_seq_and_wakes_the_clock(
     new_end = (timezone.now() + timedelta(hours=5)).replace(microsecond=0)
 
     with (
-        mock.patch("bids.events.broadcast") as broadcast,
+        mock.patch("bids.events.broadcast_many") as broadcast,
+        mock.patch("bids.events.wake_clocks") as wake_clocks,
         django_capture_on_commit_callbacks(execute=True),
     ):
         response = post_change(
@@ -117,11 +118,12 @@ def test_a_changed_end_is_an_event_with_the_next_seq_and_wakes_the_clock(
     assert (updated["type"], updated["seq"]) == ("LOT_UPDATED", 2)
     assert updated["lot"]["title"] == "Lamp (restored)"
     assert updated["lot"]["ends_at"].startswith(new_end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S"))
-    # Broadcast after commit, and the clock woken for the new end.
+    # Broadcast after commit, and the clocks woken for the new end.
     [call] = broadcast.call_args_list
-    assert call.args[0] == lot.pk
-    assert [seq for seq, _ in call.args[2]] == [2]
-    assert call.kwargs["wake_clock"] is True
+    [(lot_id, _, events, _)] = call.args[0]
+    assert lot_id == lot.pk
+    assert [seq for seq, _ in events] == [2]
+    wake_clocks.assert_called_once_with()
 
 
 def test_a_price_change_once_bidding_started_is_refused_on_the_form(admin, make_lot, bidder):

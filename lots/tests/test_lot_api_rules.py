@@ -274,7 +274,7 @@ def test_ended_lots_are_not_listed_as_open(make_lot, bidder, api_client):
     assert ([lot["title"] for lot in open_page["results"]], open_page["count"]) == (["Running"], 1)
     assert [lot["title"] for lot in closed_page["results"]] == ["Ended"]
     assert everything["Ended"]["status"] == "closed"
-    assert (everything["Ended"]["winner"], everything["Ended"]["final_price"]) == ("alice", "10.00")
+    assert (everything["Ended"]["winner"], everything["Ended"]["final_price"]) == ("Bidder 1", "10.00")
     assert everything["Running"]["status"] == "open"
     assert Lot.objects.get(pk=running.pk).status == LotStatus.OPEN
 
@@ -293,7 +293,7 @@ def test_won_lists_an_ended_lot_the_user_leads_with_the_reserve_met(make_lot, bi
     mine = client_for(bidder).get("/api/users/me/won/").json()["results"]
     theirs = client_for(other_bidder).get("/api/users/me/won/").json()["results"]
 
-    assert [(lot["title"], lot["status"], lot["winner"]) for lot in mine] == [("Won", "closed", "alice")]
+    assert [(lot["title"], lot["status"], lot["winner"]) for lot in mine] == [("Won", "closed", "Bidder 1")]
     assert [lot["title"] for lot in theirs] == ["Outbid"]
 
 
