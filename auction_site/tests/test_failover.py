@@ -32,6 +32,9 @@ from auction_site.tests.servers import (
 )
 from bids.tests.live_servers import database_url_for_tests
 
+# Seconds a request waits for a pooled database connection in the outage test.
+POOL_TIMEOUT = 10
+
 # --- PostgreSQL away ------------------------------------------------------------------------
 
 
@@ -69,18 +72,25 @@ def test_a_database_outage_answers_503_and_the_pool_recovers_by_itself(tmp_path,
     proxy.start()
     url = database_url_for_tests().replace(f":{db['PORT'] or 5432}/", f":{proxy.port}/")
     try:
+        # The pool waits POOL_TIMEOUT for a connection: long enough for a loaded machine to open one
+        # through the relay (the stack's own migrate goes through it too), and the outage's
+        # answers wait it out, so every request here gets twice that.
         with serve_prod(
-            tmp_path, static_root, DATABASE_URL=url, DATABASE_POOL_TIMEOUT="2", AUCTION_CLOCK_MAX_SLEEP_SECONDS="0.5"
+            tmp_path,
+            static_root,
+            DATABASE_URL=url,
+            DATABASE_POOL_TIMEOUT=str(POOL_TIMEOUT),
+            AUCTION_CLOCK_MAX_SLEEP_SECONDS="0.5",
         ) as stack:
             one = stack.urls[0]
-            before = [http("GET", f"{one}/api/lots/").status for _ in range(3)]
+            before = [http("GET", f"{one}/api/lots/", timeout=2 * POOL_TIMEOUT).status for _ in range(3)]
             proxy.cut()
-            during = http("GET", f"{one}/api/lots/")
-            ready_during = http("GET", f"{one}/api/ready/")
+            during = http("GET", f"{one}/api/lots/", timeout=2 * POOL_TIMEOUT)
+            ready_during = http("GET", f"{one}/api/ready/", timeout=2 * POOL_TIMEOUT)
             stack.wait_for_output("clock round failed", timeout=60)  # It retries, and does not die.
             proxy.start()
-            after = [http("GET", f"{one}/api/lots/").status for _ in range(3)]
-            ready_after = http("GET", f"{one}/api/ready/")
+            after = [http("GET", f"{one}/api/lots/", timeout=2 * POOL_TIMEOUT).status for _ in range(3)]
+            ready_after = http("GET", f"{one}/api/ready/", timeout=2 * POOL_TIMEOUT)
             children_alive = all(_alive(pid) for pid in stack.children().values())
             output = stack.output()
     finally:
