@@ -58,7 +58,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _wait_until_listening(port: int, process: subprocess.Popen, log_path: Path, timeout: float = 30) -> None:
+def _wait_until_listening(port: int, process: subprocess.Popen, log_path: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
