@@ -6,8 +6,10 @@ under CI=true a skipped `services` or `browser` test there is a failure.
 """
 
 import os
+import time
 from datetime import timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 from django.conf import settings
@@ -108,6 +110,27 @@ def _abuse_limits_off(_clear_cache, settings):
     # turn them back on.
     settings.BIDS_PER_MINUTE = 0
     settings.WS_CONNECTIONS_PER_IP = 0
+
+
+# Seconds into its 60 s window at which the abuse limits' clock stands still in tests.
+RATE_WINDOW_AT = 36.5
+
+
+@pytest.fixture(autouse=True)
+def rate_window(monkeypatch) -> float:
+    """The abuse limits' clock (`auction_site.ratelimit`), pinned `RATE_WINDOW_AT` s into the current window.
+
+    Their allowances count per fixed window of wall-clock time: with the real
+    clock a test slowed down by a busy machine could straddle two windows and
+    get twice its allowance. Pinned, every count lands in one window and the
+    wait to its end is exact. Returns the pinned time. Server processes a test
+    launches keep the real clock.
+    """
+    from auction_site import ratelimit
+
+    now = time.time() // 60 * 60 + RATE_WINDOW_AT
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: now))
+    return now
 
 
 @pytest.fixture

@@ -63,9 +63,9 @@ def test_register_user_racing_a_concurrent_registration():
     with transaction.atomic():
         User.objects.create_user(username="dora", email="dora@example.com", password=PASSWORD)
         second.start()
-        assert pid_known.wait(10)
+        assert pid_known.wait(30)
         # Wait until the second insert blocks on our uncommitted row in the unique index.
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         with connection.cursor() as cursor:
             while time.monotonic() < deadline:
                 cursor.execute("SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted", [outcome["pid"]])
@@ -74,7 +74,7 @@ def test_register_user_racing_a_concurrent_registration():
                 time.sleep(0.01)
             else:
                 pytest.fail(f"the second registration never waited for the first: {outcome}")
-    second.join(10)
+    second.join(30)
 
     assert outcome["result"] == "email_taken"
     assert list(User.objects.values_list("username", flat=True)) == ["dora"]
@@ -124,6 +124,6 @@ def test_ticket_redeemed_from_many_threads_opens_once_on_redis(settings):
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(10)
+        thread.join(30)
 
     assert sorted(results, key=str) == [42] + [None] * 7

@@ -27,6 +27,9 @@ from bids.tests.live_servers import database_url_for_tests
 
 BASE_DIR = Path(settings.BASE_DIR)
 MANAGE = [sys.executable, str(BASE_DIR / "manage.py")]
+# Seconds for a launched server to listen: it must, however busy the machine (a first `serve_prod`
+# also migrates and collects the static files, which took over 90 s at load 20).
+STARTUP_SECONDS = 300
 # Straight to 127.0.0.1, whatever proxy the environment names.
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -90,7 +93,7 @@ def start_serve(port: int, env: dict[str, str], log: Path, *options: str) -> sub
         )
 
 
-def wait_listening(port: int, process: subprocess.Popen, log: Path, timeout: float = 40) -> None:
+def wait_listening(port: int, process: subprocess.Popen, log: Path, timeout: float = STARTUP_SECONDS) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -200,7 +203,7 @@ class Stack:
         assert reply.status == 200, reply.body
         return reply.body.decode()
 
-    def wait_for_output(self, text: str, timeout: float = 30) -> None:
+    def wait_for_output(self, text: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while text not in self.output():
             assert self.launcher.poll() is None, f"the launcher exited:\n{self.output()[-4000:]}"
@@ -231,8 +234,8 @@ def serve_prod(tmp_path: Path, static_root: Path, **env: str):
     stack = Stack(launcher, log, base_port)
     try:
         for port in stack.ports:
-            wait_listening(port, launcher, log, timeout=90)
-        stack.wait_for_output("clock started")
+            wait_listening(port, launcher, log)
+        stack.wait_for_output("clock started", timeout=STARTUP_SECONDS)
         _setup_done = True
         yield stack
     except BaseException:
@@ -362,7 +365,7 @@ class PrivateRedis:
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL,
         )
-        wait_listening(self.port, self.process, BASE_DIR / "README.md", timeout=10)
+        wait_listening(self.port, self.process, BASE_DIR / "README.md", timeout=60)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -460,7 +463,7 @@ def serve_web(tmp_path: Path, static_root: Path, count: int, **env: str):
             log = tmp_path / f"web-{port}.log"
             web.append(WebProcess(start_serve(port, environment, log, "--no-clock"), port, log))
         for one in web:
-            wait_listening(one.port, one.process, one.log, timeout=60)
+            wait_listening(one.port, one.process, one.log)
         yield web
     except BaseException:
         for one in web:

@@ -12,7 +12,6 @@ The root conftest turns both limits off for every other test; these turn them on
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import math
@@ -25,6 +24,7 @@ import redis
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
 from websockets.exceptions import ConnectionClosed
@@ -48,10 +48,13 @@ from bids.presence import PRESENCE_TTL_SECONDS, RedisPresence
 from bids.services import buy_now, place_bid
 from bids.tests.live_servers import database_url_for_tests, live_server_processes
 from bids.tests.utils import run_threads
-from bids.tests.ws import ORIGIN, Socket, Sockets
+from bids.tests.ws import ORIGIN, TIMEOUT, Socket, Sockets
 from conftest import access_token_for
 
 pytestmark = pytest.mark.reliability
+
+# An answer or a frame that must come; generous for a loaded machine.
+ANSWER_SECONDS = 30
 
 
 @pytest.fixture
@@ -63,8 +66,8 @@ async def ws():
 def clear_of_window_end(window: int = 60, margin: float = 10) -> None:
     """Sleep into the next fixed window when fewer than `margin` seconds remain of this one.
 
-    A burst that straddles a window boundary is counted in two windows; the
-    exact-count assertions below need it inside one.
+    For server processes, which count on the real clock; in this process the
+    root conftest's `rate_window` pins the clock inside one window.
     """
     left = window - time.time() % window
     if left < margin:
@@ -77,21 +80,17 @@ def clear_of_window_end(window: int = 60, margin: float = 10) -> None:
 @pytest.mark.django_db
 def test_concurrent_callers_pass_exactly_the_limit():
     callers, limit = size(50, 400), 10
-    clear_of_window_end()
     waits = run_threads(lambda: take_allowance("test:burst", limit=limit, window=60), [()] * callers)
 
     assert waits.count(0) == limit
     assert all(1 <= wait <= 60 for wait in waits if wait)
 
 
-def test_the_wait_runs_to_the_end_of_the_window():
-    clear_of_window_end()
+def test_the_wait_runs_to_the_end_of_the_window(rate_window):
     assert take_allowance("test:wait", limit=1, window=60) == 0
-    before = time.time()
     wait = take_allowance("test:wait", limit=1, window=60)
-    after = time.time()
 
-    assert math.ceil(60 - after % 60) <= wait <= math.ceil(60 - before % 60)
+    assert wait == math.ceil(60 - rate_window % 60)  # Whole seconds, rounded up: 23.5 s left is 24.
     assert take_allowance("test:other-key", limit=1, window=60) == 0
 
 
@@ -118,7 +117,6 @@ def test_rest_bids_over_the_limit_get_429_with_retry_after(settings, make_lot, b
     lot = make_lot(starting_price="10.00", buy_now_price="500.00")
     client = client_for(bidder)
     url = f"/api/lots/{lot.pk}/bids/"
-    clear_of_window_end()
 
     first = [client.post(url, {"amount": str(10 + n)}, format="json").status_code for n in range(3)]
     lot.refresh_from_db()
@@ -143,7 +141,6 @@ def test_rest_bids_over_the_limit_get_429_with_retry_after(settings, make_lot, b
 def test_a_throttled_bid_reads_and_locks_nothing(settings, make_lot, bidder):
     settings.BIDS_PER_MINUTE = 1
     lot = make_lot()
-    clear_of_window_end()
     place_bid(lot_id=lot.pk, bidder=bidder, amount="10.00")
 
     with CaptureQueriesContext(connection) as queries, pytest.raises(BidsRateLimited) as refused:
@@ -158,7 +155,6 @@ def test_a_throttled_bid_reads_and_locks_nothing(settings, make_lot, bidder):
 def test_replays_of_an_idempotency_key_count(settings, make_lot, bidder):
     settings.BIDS_PER_MINUTE = 2
     lot = make_lot()
-    clear_of_window_end()
 
     first = place_bid(lot_id=lot.pk, bidder=bidder, amount="10.00", idempotency_key="k1")
     replay = place_bid(lot_id=lot.pk, bidder=bidder, amount="10.00", idempotency_key="k1")
@@ -177,7 +173,6 @@ async def test_socket_bids_over_the_limit_get_bid_rejected_and_rest_shares_the_c
     settings.BIDS_PER_MINUTE = 3
     lot = await database_sync_to_async(make_lot)(starting_price="10.00", buy_now_price="500.00")
     socket, _ = await ws.watch(lot, bidder)
-    await asyncio.to_thread(clear_of_window_end)
 
     async def send(frame: dict) -> dict:
         await socket.send(frame)
@@ -204,7 +199,6 @@ def test_chat_over_its_limit_gets_retry_after_too(settings, make_lot, bidder, cl
     settings.CHAT_MESSAGES_PER_MINUTE = 1
     lot = make_lot()
     client = client_for(bidder)
-    clear_of_window_end()
 
     statuses = [client.post(f"/api/lots/{lot.pk}/chat/", {"text": "hello"}, format="json") for _ in range(2)]
 
@@ -216,7 +210,6 @@ def test_chat_over_its_limit_gets_retry_after_too(settings, make_lot, bidder, cl
 def test_buy_now_is_refused_after_the_limit_without_closing_the_lot(settings, make_lot, bidder):
     settings.BIDS_PER_MINUTE = 1
     lot = make_lot(buy_now_price="100.00")
-    clear_of_window_end()
     place_bid(lot_id=lot.pk, bidder=bidder, amount="10.00")
 
     with pytest.raises(BidsRateLimited):
@@ -234,7 +227,7 @@ async def open_from(ws, path: str, address: str) -> Socket:
     communicator = WebsocketCommunicator(application, path, headers=[ORIGIN])
     communicator.scope["client"] = [address, 40000]
     ws.opened.append(communicator)
-    accepted, _ = await communicator.connect(timeout=5)
+    accepted, _ = await communicator.connect(timeout=TIMEOUT)
     assert accepted, f"{path} was refused before accept"
     return Socket(communicator)
 
@@ -282,6 +275,7 @@ def test_one_users_bids_to_two_processes_are_limited_once(make_lot, bidder):
     env = {"DATABASE_URL": database_url_for_tests(), "REDIS_URL": settings.REDIS_URL, "BIDS_PER_MINUTE": str(limit)}
     with live_server_processes(2, env=env) as servers:
         clear_of_window_end()
+        first_window = int(time.time() // 60)
         start = threading.Barrier(attempts)
 
         def post(n: int):
@@ -298,16 +292,31 @@ def test_one_users_bids_to_two_processes_are_limited_once(make_lot, bidder):
             replies = list(pool.map(post, range(attempts)))
         elapsed = time.monotonic() - started
         on_socket = _socket_bid(servers[1].url, lot.pk, token)
+        last_window = int(time.time() // 60)
+        # What the servers counted, per window: every attempt and the socket bid, each once.
+        counted = [cache.get(f"allowance:bids:{bidder.pk}:{index}") or 0 for index in (first_window, last_window)]
 
     throttled = [r for r in replies if r.status == 429]
     passed = [r for r in replies if r.status != 429]
-    print(f"{attempts} concurrent bids over 2 processes in {elapsed:.2f} s: {len(passed)} passed the throttle")
-    assert len(passed) == limit, [(r.status, r.body[:80]) for r in replies]
+    print(
+        f"{attempts} concurrent bids over 2 processes in {elapsed:.2f} s: {len(passed)} passed the throttle; "
+        f"counted {counted} in windows {first_window}..{last_window}"
+    )
     assert {r.status for r in passed} <= {201, 409}
     assert {r.json()["code"] for r in throttled} == {"rate_limited"}
     assert all(1 <= int(r.headers["retry-after"]) <= 60 for r in throttled)
-    assert (on_socket["type"], on_socket["code"]) == ("BID_REJECTED", "rate_limited")
     assert Bid.objects.filter(lot=lot, bidder=bidder).count() == sum(r.status == 201 for r in passed)
+    if last_window == first_window:
+        assert counted[0] == attempts + 1
+        assert len(passed) == limit, [(r.status, r.body[:80]) for r in replies]
+        assert (on_socket["type"], on_socket["code"]) == ("BID_REJECTED", "rate_limited")
+    else:
+        # A machine slow enough to run the burst across a window boundary (the servers count on
+        # the real clock): every request counted once, and each window passed its own allowance.
+        assert last_window == first_window + 1, "the burst took over a minute"
+        assert sum(counted) == attempts + 1, counted
+        socket_passed = on_socket.get("code") != "rate_limited"
+        assert len(passed) + socket_passed == sum(min(count, limit) for count in counted), counted
 
 
 def _socket_bid(base_url: str, lot_id: int, token: str) -> dict:
@@ -315,7 +324,7 @@ def _socket_bid(base_url: str, lot_id: int, token: str) -> dict:
     with ws_connect(url, origin="http://localhost") as socket:
         socket.send(json.dumps({"type": "NEW_BID", "amount": "999.00", "request_id": "over"}))
         while True:
-            frame = json.loads(socket.recv(timeout=10))
+            frame = json.loads(socket.recv(timeout=ANSWER_SECONDS))
             if frame.get("request_id") == "over":
                 return frame
 
@@ -324,7 +333,7 @@ def _close_code(url: str, origin: str, **headers: str) -> int | None:
     """Open a socket; the close code if the server closes it at once, None if it stays open."""
     with ws_connect(url, origin=origin, additional_headers=headers) as socket:
         try:
-            socket.recv(timeout=10)  # A lot room sends LOT_STATUS at once.
+            socket.recv(timeout=ANSWER_SECONDS)  # A lot room sends LOT_STATUS at once.
         except ConnectionClosed as closed:
             return closed.rcvd.code if closed.rcvd else None
     return None
@@ -356,18 +365,18 @@ def test_sockets_per_address_are_counted_across_processes_and_lapse_after_kill_9
         )
         for url in (doomed_room, doomed_room, survivor_room):
             socket = held.enter_context(ws_connect(url, origin=origin))
-            assert json.loads(socket.recv(timeout=10))["type"] == "LOT_STATUS"
+            assert json.loads(socket.recv(timeout=ANSWER_SECONDS))["type"] == "LOT_STATUS"
         over_on_survivor = _close_code(survivor_room, origin)
 
         doomed.process.kill()  # SIGKILL: no disconnect handler runs, nothing is removed.
-        doomed.process.wait(5)
+        doomed.process.wait(30)
         killed_at, killed_at_epoch = time.monotonic(), time.time()
         right_after_kill = _close_code(survivor_room, origin)
         lapse_times = [score for _, score in client.zrange(entries, 0, -1, withscores=True)]
         lapsed_after = None
         if FULL:
             while (code := _close_code(survivor_room, origin)) is not None:
-                assert time.monotonic() - killed_at < PRESENCE_TTL_SECONDS + 15, f"still refused ({code})"
+                assert time.monotonic() - killed_at < PRESENCE_TTL_SECONDS + 60, f"still refused ({code})"
                 time.sleep(2)
             lapsed_after = time.monotonic() - killed_at
             print(f"the killed process's sockets stopped counting after {lapsed_after:.1f} s")
@@ -377,7 +386,8 @@ def test_sockets_per_address_are_counted_across_processes_and_lapse_after_kill_9
     assert right_after_kill == CLOSE_TOO_MANY_CONNECTIONS  # The dead process's sockets still count...
     assert len(lapse_times) == limit
     assert max(lapse_times) <= killed_at_epoch + PRESENCE_TTL_SECONDS  # ...until their entries lapse.
-    assert lapsed_after is None or lapsed_after <= PRESENCE_TTL_SECONDS + 15
+    # `lapsed_after` (printed) is when a probe first saw the place back: the lapse by itself is
+    # what the loop above waited for; how soon after the TTL a busy machine probes is not asserted.
 
 
 @pytest.mark.services
@@ -398,7 +408,7 @@ def test_behind_the_proxy_the_forwarded_address_is_counted(tmp_path, make_lot):
         wait_listening(port, process, log)
         url, origin = f"ws://127.0.0.1:{port}/ws/lots/{lot.pk}/", f"http://127.0.0.1:{port}"
         with ws_connect(url, origin=origin, additional_headers={"X-Forwarded-For": "192.0.2.1"}) as first:
-            assert json.loads(first.recv(timeout=10))["type"] == "LOT_STATUS"
+            assert json.loads(first.recv(timeout=ANSWER_SECONDS))["type"] == "LOT_STATUS"
             same_client = _close_code(url, origin, **{"X-Forwarded-For": "192.0.2.1"})
             other_client = _close_code(url, origin, **{"X-Forwarded-For": "192.0.2.2"})
     finally:

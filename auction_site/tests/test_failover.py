@@ -32,6 +32,9 @@ from auction_site.tests.servers import (
 )
 from bids.tests.live_servers import database_url_for_tests
 
+# Seconds a request waits for a pooled database connection in the outage test.
+POOL_TIMEOUT = 10
+
 # --- PostgreSQL away ------------------------------------------------------------------------
 
 
@@ -69,18 +72,25 @@ def test_a_database_outage_answers_503_and_the_pool_recovers_by_itself(tmp_path,
     proxy.start()
     url = database_url_for_tests().replace(f":{db['PORT'] or 5432}/", f":{proxy.port}/")
     try:
+        # The pool waits POOL_TIMEOUT for a connection: long enough for a loaded machine to open one
+        # through the relay (the stack's own migrate goes through it too), and the outage's
+        # answers wait it out, so every request here gets twice that.
         with serve_prod(
-            tmp_path, static_root, DATABASE_URL=url, DATABASE_POOL_TIMEOUT="2", AUCTION_CLOCK_MAX_SLEEP_SECONDS="0.5"
+            tmp_path,
+            static_root,
+            DATABASE_URL=url,
+            DATABASE_POOL_TIMEOUT=str(POOL_TIMEOUT),
+            AUCTION_CLOCK_MAX_SLEEP_SECONDS="0.5",
         ) as stack:
             one = stack.urls[0]
-            before = [http("GET", f"{one}/api/lots/").status for _ in range(3)]
+            before = [http("GET", f"{one}/api/lots/", timeout=2 * POOL_TIMEOUT).status for _ in range(3)]
             proxy.cut()
-            during = http("GET", f"{one}/api/lots/")
-            ready_during = http("GET", f"{one}/api/ready/")
-            stack.wait_for_output("clock round failed", timeout=15)  # It retries, and does not die.
+            during = http("GET", f"{one}/api/lots/", timeout=2 * POOL_TIMEOUT)
+            ready_during = http("GET", f"{one}/api/ready/", timeout=2 * POOL_TIMEOUT)
+            stack.wait_for_output("clock round failed", timeout=60)  # It retries, and does not die.
             proxy.start()
-            after = [http("GET", f"{one}/api/lots/").status for _ in range(3)]
-            ready_after = http("GET", f"{one}/api/ready/")
+            after = [http("GET", f"{one}/api/lots/", timeout=2 * POOL_TIMEOUT).status for _ in range(3)]
+            ready_after = http("GET", f"{one}/api/ready/", timeout=2 * POOL_TIMEOUT)
             children_alive = all(_alive(pid) for pid in stack.children().values())
             output = stack.output()
     finally:
@@ -140,7 +150,7 @@ def test_bids_commit_while_redis_is_away_and_watchers_resync_with_since(tmp_path
             ready_while_away = [http("GET", f"{url}/api/ready/") for url in stack.urls]
             # The socket's room lived in Redis: the server closes it, and the client reconnects.
             with pytest.raises(Exception, match="1011"):
-                next_frame(watcher, "NEW_BID", timeout=20)
+                next_frame(watcher, "NEW_BID", timeout=60)
 
         private_redis.start()
         wait_until(
@@ -167,7 +177,7 @@ def _reconnect_until_replayed(url: str, origin: str, *, timeout: float) -> dict:
     while time.monotonic() < deadline:
         try:
             with ws_connect(url, origin=origin) as ws:
-                frame = json.loads(ws.recv(timeout=12))
+                frame = json.loads(ws.recv(timeout=30))
                 if frame["type"] == "NEW_BID":
                     return frame
                 failures.append(frame["type"])

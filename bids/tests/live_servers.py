@@ -31,7 +31,9 @@ from django.conf import settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DAPHNE = Path(sys.executable).with_name("daphne")
-STARTUP_TIMEOUT = 20
+# Starting is what must happen: generous, since two daphnes start at once on a machine that may be
+# at load 12 or more (20 s was missed at load 20). A healthy start returns as soon as it answers.
+STARTUP_TIMEOUT = 120
 STOP_TIMEOUT = 5
 # Straight to 127.0.0.1, whatever proxy the environment names.
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -100,7 +102,7 @@ def request(method: str, url: str, *, token: str | None = None, data: dict | Non
         headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
-        with _direct.open(req, timeout=10) as response:
+        with _direct.open(req, timeout=30) as response:
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"null")

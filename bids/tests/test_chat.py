@@ -1,7 +1,6 @@
 """A chat room per lot: posting, broadcasting after commit, limits, moderation; REST, WebSocket, admin."""
 
 import json
-import time
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -20,13 +19,6 @@ SCRIPT = "<script>alert(1)</script> & <b>bold</b>"
 
 class Boom(Exception):
     pass
-
-
-def inside_one_rate_window() -> None:
-    """The allowance is counted per calendar minute: start well inside one, so a test never straddles two."""
-    left = 60 - time.time() % 60
-    if left < 5:
-        time.sleep(left + 0.1)
 
 
 def say(lot, user, text="Is the shade original?") -> ChatMessage:
@@ -132,7 +124,6 @@ def test_unknown_or_draft_lot_has_no_room(make_lot, bidder):
 
 def test_per_user_message_rate(make_lot, bidder, other_bidder):
     first, second = make_lot(), make_lot()
-    inside_one_rate_window()
     for n in range(settings.CHAT_MESSAGES_PER_MINUTE):
         say(first if n % 2 else second, bidder, f"message {n}")
 
@@ -328,7 +319,6 @@ def test_rest_refuses_bad_text_with_its_code(make_lot, bidder, client_for, text,
 def test_rest_rate_limit_is_429(make_lot, bidder, client_for):
     lot = make_lot()
     client = client_for(bidder)
-    inside_one_rate_window()
     statuses = [client.post(chat_url(lot), {"text": f"m{n}"}, format="json").status_code for n in range(10)]
 
     response = client.post(chat_url(lot), {"text": "one too many"}, format="json")
@@ -563,7 +553,6 @@ async def test_ws_rate_limit(ws, new_lot, bidder, other_bidder):
     lot = await new_lot()
     socket, _ = await ws.watch(lot, bidder)
     listener, _ = await ws.watch(lot, other_bidder)
-    inside_one_rate_window()
     for n in range(10):
         await socket.send({"type": "CHAT", "text": f"m{n}"})
         assert (await socket.next())["text"] == f"m{n}"
@@ -583,7 +572,6 @@ async def test_ws_rate_limit(ws, new_lot, bidder, other_bidder):
 async def test_ws_and_rest_share_the_allowance(ws, new_lot, bidder, client_for):
     lot = await new_lot()
     client = await sync_to_async(client_for)(bidder)
-    inside_one_rate_window()
     for n in range(10):
         response = await sync_to_async(client.post)(chat_url(lot), {"text": f"m{n}"}, format="json")
         assert response.status_code == 201

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from auction_site.tests.reliability import size
 from bids.models import Bid, ChatMessage, LotEvent
-from bids.tests.ws import Socket
+from bids.tests.ws import TIMEOUT, Socket
 from lots.models import Lot
 
 pytestmark = [pytest.mark.reliability, pytest.mark.django_db(transaction=True)]
@@ -319,9 +319,9 @@ class HostileRoom:
             await socket.send_text(frame.text)
         else:
             await socket.send_bytes(frame.data)
-        output = await socket.communicator.receive_output(timeout=5)
+        output = await socket.communicator.receive_output(timeout=TIMEOUT)
         while output["type"] == "websocket.send" and json.loads(output["text"])["type"] == "USERS_COUNT":
-            output = await socket.communicator.receive_output(timeout=5)
+            output = await socket.communicator.receive_output(timeout=TIMEOUT)
         if output["type"] == "websocket.close":
             del self.sockets[frame.anonymous]
             return "close", output.get("code")

@@ -130,7 +130,7 @@ def test_concurrent_bidders_leave_a_consistent_lot(make_lot, make_user):
     )
 
 
-def wait_until_someone_waits_for_a_lock(timeout: float = 5.0) -> None:
+def wait_until_someone_waits_for_a_lock(timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     with connection.cursor() as cursor:
         while time.monotonic() < deadline:
@@ -150,7 +150,7 @@ def while_a_new_leader_holds_the_lock(lot, leader, action):
             place_bid(lot_id=lot.pk, bidder=leader, amount="11.00", max_amount="50.00")
             future = pool.submit(lambda: (action(), connection.close())[0])
             wait_until_someone_waits_for_a_lock()
-        return future.result(timeout=10)
+        return future.result(timeout=30)
 
 
 def test_close_waiting_for_the_lock_sees_the_new_leader(make_lot, bidder, other_bidder, seller):

@@ -466,7 +466,7 @@ def test_a_soft_closing_lot_closes_exactly_once_while_bids_race_its_end(make_lot
 
         run = asyncio.run(run_room(lot, servers, bidders, watcher_tokens, LATE_WATCHERS, bid_until_after_the_end))
         # Each clock logs its round once its e-mails are out.
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while sum(c.closed_count() for c in clocks.started) < 1 and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.3)

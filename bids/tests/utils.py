@@ -3,6 +3,7 @@
 import asyncio
 import json
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -12,6 +13,9 @@ from django.db import connection
 from bids.events import lot_group, user_group
 from bids.models import Bid, LotEvent
 from bids.services import place_bid
+
+# The marker that ends a drain must come; generous for a loaded machine.
+DRAIN_TIMEOUT = 30
 
 
 def bid(lot, user, amount, max_amount=None, **kwargs):
@@ -51,7 +55,7 @@ class Inbox:
         self.thread.start()
 
     def _run(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=10)
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=DRAIN_TIMEOUT + 5)
 
     def join(self, group: str) -> str:
         channel = self._run(self.layer.new_channel())
@@ -66,7 +70,7 @@ class Inbox:
         self.join(lot_group(lot.pk))
 
     def drain(self, group: str) -> list[dict]:
-        """Every message the group sent the channel since the last drain."""
+        """Every message the group sent the channel since the last drain (all sent before this call)."""
         return self._run(_receive_all(self.layer, self.groups[group]))
 
     def user_messages(self, user) -> list[dict]:
@@ -92,13 +96,19 @@ class Inbox:
             self.loop.close()
 
 
-async def _receive_all(layer, channel: str, timeout: float = 0.1) -> list[dict]:
+async def _receive_all(layer, channel: str) -> list[dict]:
+    """Every message already sent to `channel`: read up to a marker sent after them.
+
+    A channel delivers in the order sent, so nothing sent before the marker is
+    missed, however slowly a loaded machine reads (a quiet window would end early).
+    """
+    marker = {"type": "inbox.marker", "id": uuid.uuid4().hex}
+    await layer.send(channel, marker)
     messages = []
-    while True:
-        try:
-            messages.append(await asyncio.wait_for(layer.receive(channel), timeout))
-        except TimeoutError:
-            return messages
+    async with asyncio.timeout(DRAIN_TIMEOUT):
+        while (message := await layer.receive(channel)).get("id") != marker["id"]:
+            messages.append(message)
+    return messages
 
 
 def run_threads(target, args_list) -> list:

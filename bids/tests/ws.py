@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
@@ -17,18 +19,21 @@ from channels.db import database_sync_to_async
 from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.utils import timezone
 
 from auction_site.asgi import application
-from bids import events
+from bids import consumers, events
 from bids.events import auction_group, lot_group
 from bids.presence import RedisPresence
 from conftest import access_token_for
 
 ORIGIN = (b"origin", b"http://localhost")
-# Generous: the PostgreSQL + Redis leg is slower, and a timeout kills the consumer.
-TIMEOUT = 5
+# For a frame that must come: generous enough for a machine at load 12 (a timeout kills
+# the consumer, and only a failing test ever waits it out).
+TIMEOUT = 30
 DISCONNECT_TIMEOUT = 1
-# How long "nothing arrives" is watched for.
+# How long "nothing arrives" is watched for. Short is safe: on a slow machine a frame that
+# should not come may arrive after it (a false pass), never a false failure.
 QUIET = 0.3
 
 
@@ -191,6 +196,17 @@ async def forget_presence(lot) -> None:
         await client.delete(RedisPresence.key(lot_group(lot.pk)))
     finally:
         await client.aclose()
+
+
+def clock_near_expiry(monkeypatch, left: float = 3) -> None:
+    """The consumers read the time as `left` seconds before a one-hour token expires.
+
+    The token itself stays valid for an hour, so however slowly a loaded machine
+    opens the socket it is never refused at connect; the consumer then closes it
+    `left` seconds after it opened.
+    """
+    shift = timedelta(hours=1) - timedelta(seconds=left)
+    monkeypatch.setattr(consumers, "timezone", SimpleNamespace(now=lambda: timezone.now() + shift))
 
 
 def without_broadcast(func, *args, **kwargs):
