@@ -9,7 +9,6 @@ import os
 import time
 from datetime import timedelta
 from decimal import Decimal
-from types import SimpleNamespace
 
 import pytest
 from django.conf import settings
@@ -129,7 +128,7 @@ def rate_window(monkeypatch) -> float:
     from auction_site import ratelimit
 
     now = time.time() // 60 * 60 + RATE_WINDOW_AT
-    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: now))
+    monkeypatch.setattr(ratelimit, "clock", lambda: now)
     return now
 
 

@@ -146,6 +146,20 @@ function tick() {
   $("#countdown").dataset.phase = phase;
 }
 
+function canSeeUsernames() {
+  const user = state.user;
+  return Boolean(user && (user.is_staff || user.username === state.lot.seller));
+}
+
+async function refreshLot() {
+  try {
+    Object.assign(state.lot, await api.get(`/api/lots/${lotId}/`));
+    render();
+  } catch {
+    // The alias stays: the page shows the username after its next read.
+  }
+}
+
 // The start or end passed: the room announces the change; if it is slow, ask REST
 // (reading a lot settles it when it is due).
 function awaitClock() {
@@ -250,7 +264,11 @@ function onFrame(frame) {
   if (frame.type === "NEW_BID") addBids([frame.bid]);
   if (frame.type === "LOT_EXTENDED") announce(`Bidding extended: it now ends at ${timeOfDay(frame.ends_at)}.`);
   if (frame.type === "LOT_OPENED") announce("Bidding is open.");
-  if (frame.type === "AUCTION_ENDED") announce(outcomeText(state.lot));
+  if (frame.type === "AUCTION_ENDED") {
+    announce(outcomeText(state.lot));
+    // The room names the winner by alias; the seller and staff read their username over REST.
+    if (state.lot.winner && canSeeUsernames()) refreshLot();
+  }
   if (frame.type === "BIDS_VOIDED") {
     requestHistory();
     const price = frame.lot.current_price === null ? "no bids stand" : `the price is now ${fmt(frame.lot.current_price)}`;
