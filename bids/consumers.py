@@ -642,10 +642,10 @@ class NotificationConsumer(JsonFrameConsumer):
         if not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
-        if not await self.watch_credentials():
-            return
+        # The user's own group first: the client may act as soon as the socket is open.
         self.group = user_group(user.pk)
         await self.join_group(self.group)
+        await self.watch_credentials()
 
     async def disconnect(self, code) -> None:
         await super().disconnect(code)
