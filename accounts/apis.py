@@ -1,4 +1,5 @@
 import contextlib
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.middleware.csrf import get_token
@@ -11,16 +12,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
-from rest_framework_simplejwt.serializers import (
-    TokenBlacklistSerializer,
-    TokenObtainPairSerializer,
-)
+from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 from rest_framework_simplejwt.views import TokenObtainPairView
 
 from accounts import services
 from accounts.authentication import enforce_csrf
 from accounts.serializers import (
     DetailSerializer,
+    LogoutSerializer,
     PasswordResetConfirmSerializer,
     PasswordResetRequestSerializer,
     RegisterSerializer,
@@ -89,12 +88,36 @@ class PasswordResetConfirmApi(APIView):
         return Response({"detail": "Your password has been changed."})
 
 
+class LogoutApi(APIView):
+    """Blacklists the refresh token and closes the user's open sockets (4401)."""
+
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(request=LogoutSerializer, responses={200: None})
+    def post(self, request: Request) -> Response:
+        serializer = LogoutSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            services.log_out(refresh=serializer.validated_data["refresh"])
+        except TokenError as exc:
+            raise InvalidToken(exc.args[0]) from exc
+        return Response({})
+
+    def get_authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
 class WsTicketApi(APIView):
     permission_classes = [permissions.IsAuthenticated]
 
     @extend_schema(request=None, responses={201: WsTicketSerializer})
     def post(self, request: Request) -> Response:
-        ticket = services.issue_ws_ticket(user=request.user)
+        # The socket it opens lives no longer than the token that bought it.
+        expires_at = None
+        if request.auth is not None and "exp" in request.auth:
+            expires_at = datetime.fromtimestamp(request.auth["exp"], tz=UTC)
+        ticket = services.issue_ws_ticket(user=request.user, expires_at=expires_at)
         return Response(
             {"ticket": ticket, "expires_in": settings.WS_TICKET_TTL_SECONDS}, status=status.HTTP_201_CREATED
         )
@@ -195,8 +218,8 @@ class CookieLogoutApi(CookieTokenApi):
         refresh = request.COOKIES.get(settings.JWT_REFRESH_COOKIE)
         if refresh:
             # Already invalid: logging out still clears the cookies.
-            with contextlib.suppress(TokenError, InvalidToken):
-                TokenBlacklistSerializer(data={"refresh": refresh}).is_valid(raise_exception=True)
+            with contextlib.suppress(TokenError):
+                services.log_out(refresh=refresh)
         response = Response({"detail": "Logged out."})
         _delete_token_cookies(response)
         return response

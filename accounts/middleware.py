@@ -40,8 +40,10 @@ def _user_from_access_token(raw_token: str):
 
 
 @database_sync_to_async
-def _active_user(user_id: int):
-    user = get_user_model()._default_manager.filter(pk=user_id, is_active=True).first()
+def _active_user(user_id: int, session_epoch: int):
+    """The ticket's user, unless deactivated or logged out (password changed...) since it was issued."""
+    users = get_user_model()._default_manager
+    user = users.filter(pk=user_id, is_active=True, session_epoch=session_epoch).first()
     if user is None:
         raise CredentialsRefused
     return user
@@ -50,10 +52,11 @@ def _active_user(user_id: int):
 async def _authenticate(scope) -> tuple[object, datetime | None]:
     params = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     if ticket := params.get("ticket", [""])[0]:
-        user_id = await aredeem_ws_ticket(ticket=ticket)
-        if user_id is None:
+        redeemed = await aredeem_ws_ticket(ticket=ticket)
+        if redeemed is None:
             raise CredentialsRefused
-        return await _active_user(user_id), None
+        # The socket lives no longer than the access token the ticket was bought with.
+        return await _active_user(redeemed.user_id, redeemed.session_epoch), redeemed.expires_at
     if token := params.get("token", [""])[0]:
         return await _user_from_access_token(token)
     if cookie := scope.get("cookies", {}).get(settings.JWT_ACCESS_COOKIE):
@@ -75,7 +78,7 @@ async def accept_and_close(receive, send, code: int) -> None:
 
 
 class JWTAuthMiddleware(BaseMiddleware):
-    """Sets `scope["user"]` and `scope["auth_expires_at"]` (None: no expiry)."""
+    """Sets `scope["user"]` and `scope["auth_expires_at"]` (None: anonymous, no expiry)."""
 
     async def __call__(self, scope, receive, send):
         try:

@@ -10,6 +10,9 @@ class User(AbstractUser):
     email_notifications = models.BooleanField(
         default=True, help_text="Send auction notifications (outbid, won, sold) by e-mail."
     )
+    # Raised when the user's sessions end (logout, password change, deactivation):
+    # a socket authenticated under an older value may no longer write.
+    session_epoch = models.PositiveIntegerField(default=0, editable=False)
 
     objects = UserManager()
 

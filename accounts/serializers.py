@@ -86,6 +86,10 @@ class PasswordResetConfirmSerializer(serializers.Serializer):
         return attrs
 
 
+class LogoutSerializer(serializers.Serializer):
+    refresh = serializers.CharField()
+
+
 class DetailSerializer(serializers.Serializer):
     detail = serializers.CharField()
 

@@ -1,7 +1,12 @@
-"""Account writes: registration, profile changes, password reset and WebSocket tickets."""
+"""Account writes: registration, profile changes, passwords, the end of sessions, and WebSocket tickets."""
 
+import logging
 import uuid
+from datetime import UTC, datetime
+from typing import NamedTuple
 
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.tokens import default_token_generator
@@ -9,16 +14,30 @@ from django.core import signing
 from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.template.loader import render_to_string
+from django.utils import timezone
 from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.tokens import RefreshToken
 
+from accounts.exceptions import SessionEnded
 from auction_site.exceptions import InvalidInput
+
+logger = logging.getLogger(__name__)
 
 User = get_user_model()
 
 WS_TICKET_SALT = "accounts.ws-ticket"
+# The channel-layer message that closes every open socket of a user with 4401.
+SESSIONS_ENDED = "account.sessions_ended"
+
+
+def account_group(user_id: int) -> str:
+    """The channel-layer group of every open socket of one user, on every process."""
+    return f"account.{user_id}"
 
 
 def _check_available(*, username: str, email: str) -> None:
@@ -94,27 +113,110 @@ def confirm_password_reset(*, uid: str, token: str, new_password: str):
         user = None
     if user is None or not default_token_generator.check_token(user, token):
         raise InvalidInput("invalid_reset_token", "The reset link is invalid or has expired.")
-    user.set_password(new_password)
+    return change_password(user=user, new_password=new_password)
+
+
+@transaction.atomic
+def change_password(*, user, new_password: str | None):
+    """Set (None: unset) the user's password and end every session: refresh tokens, open sockets."""
+    if new_password is None:
+        user.set_unusable_password()
+    else:
+        user.set_password(new_password)
     user.save(update_fields=["password"])
     outstanding = OutstandingToken.objects.filter(user=user).exclude(blacklistedtoken__isnull=False)
     BlacklistedToken.objects.bulk_create(
         [BlacklistedToken(token=outstanding_token) for outstanding_token in outstanding], ignore_conflicts=True
     )
+    end_sessions(user_ids=[user.pk])
     return user
 
 
-def issue_ws_ticket(*, user) -> str:
-    """A signed, single-use ticket that opens one WebSocket within the TTL."""
-    return signing.dumps({"u": user.pk, "j": uuid.uuid4().hex}, salt=WS_TICKET_SALT, compress=True)
+@transaction.atomic
+def deactivate_user(*, user_id: int) -> None:
+    """Deactivate the account and close its open sockets (the services refuse its writes: `account_inactive`)."""
+    User.objects.filter(pk=user_id).update(is_active=False)
+    end_sessions(user_ids=[user_id])
 
 
-async def aredeem_ws_ticket(*, ticket: str) -> int | None:
-    """The user id a ticket was issued for, or None if bad, expired or used."""
+@transaction.atomic
+def log_out(*, refresh: str) -> None:
+    """Blacklist the refresh token and close the user's open sockets. Raises simplejwt's `TokenError`."""
+    token = RefreshToken(refresh)
+    token.blacklist()
+    # simplejwt stores the id as a string.
+    end_sessions(user_ids=[User._meta.pk.to_python(token[jwt_settings.USER_ID_CLAIM])])
+
+
+def end_sessions(*, user_ids: list[int]) -> None:
+    """Sockets of these users may no longer write, and close with 4401 on every process after the commit."""
+    User.objects.filter(pk__in=user_ids).update(session_epoch=F("session_epoch") + 1)
+    transaction.on_commit(lambda: close_sockets(user_ids=user_ids))
+
+
+def close_sockets(*, user_ids: list[int]) -> None:
+    """Tell every open socket of these users, on every process, to close with 4401."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(_send_sessions_ended)(layer, user_ids)
+    except Exception:
+        # Redis away: the sockets close at their token's expiry, and the services
+        # refuse their writes meanwhile (`ensure_session_open`).
+        logger.warning("closing the sockets of %d users failed", len(user_ids), exc_info=True)
+
+
+async def _send_sessions_ended(layer, user_ids: list[int]) -> None:
+    for user_id in user_ids:
+        await layer.group_send(account_group(user_id), {"type": SESSIONS_ENDED})
+
+
+def ensure_session_open(*, user) -> None:
+    """Reads the user's row afresh: refuses a user deactivated, deleted, or whose sessions ended since `user` was loaded.
+
+    Raises `account_inactive`, `session_ended`.
+    """
+    row = User.objects.filter(pk=user.pk).values("is_active", "password", "session_epoch").first()
+    if row is None or not row["is_active"]:
+        raise SessionEnded("account_inactive", "This account is no longer active.")
+    if row["password"] != user.password or row["session_epoch"] != user.session_epoch:
+        raise SessionEnded("session_ended", "This session has ended; log in again.")
+
+
+class Ticket(NamedTuple):
+    user_id: int
+    session_epoch: int
+    expires_at: datetime
+
+
+def issue_ws_ticket(*, user, expires_at: datetime | None = None) -> str:
+    """A signed, single-use ticket that opens one WebSocket within the TTL.
+
+    The socket lives until `expires_at`: the expiry of the access token the
+    ticket was bought with (default: an access token's lifetime from now).
+    """
+    if expires_at is None:
+        expires_at = timezone.now() + jwt_settings.ACCESS_TOKEN_LIFETIME
+    payload = {
+        "u": user.pk,
+        "s": getattr(user, "session_epoch", 0),
+        "e": int(expires_at.timestamp()),
+        "j": uuid.uuid4().hex,
+    }
+    return signing.dumps(payload, salt=WS_TICKET_SALT, compress=True)
+
+
+async def aredeem_ws_ticket(*, ticket: str) -> Ticket | None:
+    """What a ticket was issued for, or None if bad, expired (itself or its token) or used."""
     try:
         payload = signing.loads(ticket, salt=WS_TICKET_SALT, max_age=settings.WS_TICKET_TTL_SECONDS)
     except signing.BadSignature:
         return None
+    expires_at = datetime.fromtimestamp(payload.get("e", 0), tz=UTC)
+    if expires_at <= timezone.now():
+        return None
     # `add` is atomic (SET NX on Redis), so of two processes racing to use a
     # ticket exactly one wins.
     first_use = await cache.aadd(f"ws-ticket:{payload['j']}", 1, timeout=settings.WS_TICKET_TTL_SECONDS + 5)
-    return payload["u"] if first_use else None
+    return Ticket(payload["u"], payload.get("s", 0), expires_at) if first_use else None

@@ -1,9 +1,5 @@
 from django.urls import path
-from rest_framework_simplejwt.views import (
-    TokenBlacklistView,
-    TokenRefreshView,
-    TokenVerifyView,
-)
+from rest_framework_simplejwt.views import TokenRefreshView, TokenVerifyView
 
 from accounts import apis
 from accounts.serializers import TokenRefreshSerializer, TokenVerifySerializer
@@ -13,7 +9,7 @@ auth_urlpatterns = [
     path("token/", apis.TokenObtainApi.as_view(), name="token"),
     path("token/refresh/", TokenRefreshView.as_view(serializer_class=TokenRefreshSerializer), name="token-refresh"),
     path("token/verify/", TokenVerifyView.as_view(serializer_class=TokenVerifySerializer), name="token-verify"),
-    path("logout/", TokenBlacklistView.as_view(), name="logout"),
+    path("logout/", apis.LogoutApi.as_view(), name="logout"),
     path("password-reset/", apis.PasswordResetApi.as_view(), name="password-reset"),
     path("password-reset/confirm/", apis.PasswordResetConfirmApi.as_view(), name="password-reset-confirm"),
     path("ws-ticket/", apis.WsTicketApi.as_view(), name="ws-ticket"),

@@ -107,13 +107,23 @@ class ConnectionLimitMiddleware(BaseMiddleware):
         try:
             count = await presence.join(room, connection)
         except REDIS_AWAY as exc:
-            redis_outage.noticed(exc)  # Once per outage, not per socket.
+            # Not counted (the join forgot its entry), so not to be taken back either;
+            # told once per outage, not per socket.
+            redis_outage.noticed(exc)
             return await super().__call__(scope, receive, send)
+        if count > limit:
+            # Uncounted before the refusal's own I/O: a refused handshake never holds a place.
+            await self._leave(presence, room, connection)
+            logger.info("refused a websocket: %s open from one address", count - 1)
+            return await accept_and_close(receive, send, CLOSE_TOO_MANY_CONNECTIONS)
         try:
-            if count > limit:
-                logger.info("refused a websocket: %s open from one address", count - 1)
-                return await accept_and_close(receive, send, CLOSE_TOO_MANY_CONNECTIONS)
             return await super().__call__(scope, receive, send)
         finally:
-            with contextlib.suppress(Exception):  # A lost entry lapses on its own.
-                await presence.leave(room, connection)
+            await self._leave(presence, room, connection)
+
+    @staticmethod
+    async def _leave(presence, room: str, connection: str) -> None:
+        """Stop counting the socket: at once in this process; in Redis now, or when its entry lapses."""
+        presence.forget(room, connection)
+        with contextlib.suppress(Exception):
+            await presence.leave(room, connection)

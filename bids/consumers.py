@@ -25,6 +25,8 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
+from accounts import services as account_services
+from accounts.exceptions import SessionEnded
 from accounts.middleware import CLOSE_UNAUTHORIZED
 from auction_site.exceptions import DomainError
 from auction_site.metrics import WEBSOCKETS_OPEN
@@ -147,12 +149,23 @@ def _hide_chat(**kwargs) -> None:
 
 
 @database_sync_to_async
+def _session_open(user) -> bool:
+    try:
+        account_services.ensure_session_open(user=user)
+    except SessionEnded:
+        return False
+    return True
+
+
+@database_sync_to_async
 def _chat_history(lot_id: int, limit: int) -> list[dict]:
     return ChatMessageSerializer(bid_selectors.list_chat_messages(lot_id=lot_id)[:limit], many=True).data
 
 
 # Group messages whose handlers only forward a frame: they touch no database.
-FORWARDING_MESSAGES = frozenset({"lot.event", "lot.presence", "lot.chat", "user.event"})
+FORWARDING_MESSAGES = frozenset(
+    {"lot.event", "lot.presence", "lot.chat", "user.event", account_services.SESSIONS_ENDED}
+)
 
 
 class JsonFrameConsumer(AsyncWebsocketConsumer):
@@ -161,6 +174,8 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
     handlers: dict[str, str] = {}
     expiry_task: asyncio.Task | None = None
     rejoin_task: asyncio.Task | None = None
+    joined_groups: tuple[str, ...] = ()
+    account_group: str | None = None
     counted = left = False
 
     async def __call__(self, scope, receive, send) -> None:
@@ -212,26 +227,46 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
         """Join `group` and keep re-joining: the layer drops members older than its group expiry."""
         await self.channel_layer.group_add(group, self.channel_name)
         redis_outage.answered()
-        self.rejoin_task = asyncio.get_running_loop().create_task(self._rejoin_forever(group))
+        self.joined_groups = (*self.joined_groups, group)
+        if self.rejoin_task is None:
+            self.rejoin_task = asyncio.get_running_loop().create_task(self._rejoin_forever())
 
-    async def _rejoin_forever(self, group: str) -> None:
+    async def _rejoin_forever(self) -> None:
         while True:
             await asyncio.sleep(settings.WS_GROUP_REFRESH_SECONDS)
-            try:
-                await self.channel_layer.group_add(group, self.channel_name)
-            except Exception:  # Redis away: this socket's receive fails and closes it anyway.
-                logger.warning("re-joining %s failed", group)
+            for group in self.joined_groups:
+                try:
+                    await self.channel_layer.group_add(group, self.channel_name)
+                except Exception:  # Redis away: this socket's receive fails and closes it anyway.
+                    logger.warning("re-joining %s failed", group)
 
-    def watch_token_expiry(self) -> None:
-        """Close with 4401 when the access token that opened the socket expires."""
+    async def watch_credentials(self) -> bool:
+        """Close with 4401 when the credentials that opened the socket expire, or its user's sessions end.
+
+        Sessions end (logout, password change or reset, deactivation) with a
+        message to the user's group on every process. Returns False if they
+        already ended, between the handshake's check and the join, and the socket closed.
+        """
+        user = self.scope["user"]
+        if not user.is_authenticated:
+            return True
+        group = account_services.account_group(user.pk)
+        await self.join_group(group)
+        self.account_group = group
+        if not await _session_open(user):
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return False
         expires_at = self.scope.get("auth_expires_at")
-        if expires_at is None:
-            return
-        delay = (expires_at - timezone.now()).total_seconds()
-        self.expiry_task = asyncio.get_running_loop().create_task(self._close_at_expiry(delay))
+        if expires_at is not None:
+            delay = (expires_at - timezone.now()).total_seconds()
+            self.expiry_task = asyncio.get_running_loop().create_task(self._close_at_expiry(delay))
+        return True
 
     async def _close_at_expiry(self, delay: float) -> None:
         await asyncio.sleep(max(delay, 0))
+        await self.close(code=CLOSE_UNAUTHORIZED)
+
+    async def account_sessions_ended(self, message: dict) -> None:
         await self.close(code=CLOSE_UNAUTHORIZED)
 
     def leave_locally(self) -> None:
@@ -251,6 +286,9 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code) -> None:
         self.leave_locally()
+        if self.account_group is not None:
+            with contextlib.suppress(Exception):  # Redis away: the group expiry drops the channel.
+                await self.channel_layer.group_discard(self.account_group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         size = len(bytes_data) if text_data is None else len(text_data.encode())
@@ -378,6 +416,8 @@ class LotConsumer(JsonFrameConsumer):
         if not user.is_authenticated and not settings.WS_ANONYMOUS_CAN_WATCH:
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
+        if not await self.watch_credentials():
+            return
         # Join before reading the state: an event committed in between is
         # then either in the snapshot (and dropped by seq) or delivered.
         await self.join_group(self.group)
@@ -387,7 +427,6 @@ class LotConsumer(JsonFrameConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
             return
         await self._send_initial_state(status)
-        self.watch_token_expiry()
         self.present = True
         count = await get_presence().join(self.group, self.channel_name)
         await get_announcer().announce(self.channel_layer, self.group, count)
@@ -587,6 +626,8 @@ class AuctionConsumer(JsonFrameConsumer):
         if not user.is_authenticated and not settings.WS_ANONYMOUS_CAN_WATCH:
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
+        if not await self.watch_credentials():
+            return
         slug = self.scope["url_route"]["kwargs"]["slug"]
         group = auction_group(slug)
         # Join before reading the state, as in the lot room.
@@ -610,7 +651,6 @@ class AuctionConsumer(JsonFrameConsumer):
         )
         for lot_id, (_, missed) in status["replays"].items():
             await self.streams[lot_id].replay(missed)
-        self.watch_token_expiry()
 
     def leave_locally(self) -> None:
         if not self.left:
@@ -643,9 +683,10 @@ class NotificationConsumer(JsonFrameConsumer):
         if not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
+        # The user's own group first: the client may act as soon as the socket is open.
         self.group = user_group(user.pk)
         await self.join_group(self.group)
-        self.watch_token_expiry()
+        await self.watch_credentials()
 
     async def disconnect(self, code) -> None:
         await super().disconnect(code)

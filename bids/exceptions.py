@@ -1,4 +1,4 @@
-from auction_site.exceptions import DomainError, InvalidInput, RateLimited
+from auction_site.exceptions import DomainError, Forbidden, InvalidInput, RateLimited
 
 
 class BidRejected(DomainError):
@@ -11,3 +11,7 @@ class InvalidBid(BidRejected, InvalidInput):
 
 class BidsRateLimited(BidRejected, RateLimited):
     """Too many bids from one user (`BIDS_PER_MINUTE`); 429 with Retry-After, BID_REJECTED on a socket."""
+
+
+class BidderRefused(BidRejected, Forbidden):
+    """The bidder's account was deactivated or their session ended; 403 over REST, BID_REJECTED on a socket."""

@@ -73,11 +73,22 @@ class RedisPresence:
         return int(results[-2])
 
     async def join(self, room: str, channel: str) -> int:
+        """Count the channel in; if that fails (Redis away, or the caller cancelled), it is not counted.
+
+        Only a join that returned is refreshed: an entry kept for a failed one
+        would be written back once Redis returns, a socket counted forever
+        that never opened.
+        """
         self.local[room].add(channel)
         self._ensure_refresher()
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(self.key(room), {channel: time.time() + PRESENCE_TTL_SECONDS})
-            return await self._count(pipe, room)
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.zadd(self.key(room), {channel: time.time() + PRESENCE_TTL_SECONDS})
+                return await self._count(pipe, room)
+        except BaseException:
+            # Whatever reached Redis lapses within PRESENCE_TTL_SECONDS.
+            self.forget(room, channel)
+            raise
 
     def forget(self, room: str, channel: str) -> None:
         """Stop refreshing the channel's entry, without I/O: it lapses within PRESENCE_TTL_SECONDS."""

@@ -17,11 +17,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
+from accounts.exceptions import SessionEnded
+from accounts.services import ensure_session_open
 from auction_site.exceptions import InvalidInput, NotFound, RateLimited
 from auction_site.metrics import count_bids
 from auction_site.ratelimit import take_allowance
 from bids.events import Outbox, bid_payload, broadcast_chat, chat_payload, dumps, lot_min_next_bid, lot_price_state
-from bids.exceptions import BidRejected, BidsRateLimited, InvalidBid
+from bids.exceptions import BidderRefused, BidRejected, BidsRateLimited, InvalidBid
 from bids.models import Bid, ChatMessage, VoidReason
 from bids.rules import currency_places, increment_for, parse_money
 from lots.exceptions import LotActionRefused, NotLotManager
@@ -82,6 +84,14 @@ def ensure_can_bid(*, lot: Lot, bidder, now: datetime) -> None:
         raise BidRejected("staff_cannot_bid", "Staff accounts may not bid.")
     if lot.auction_id and lot.auction.requires_registration:
         _ensure_approved(auction_id=lot.auction_id, bidder=bidder)
+
+
+def _ensure_bidder_active(bidder) -> None:
+    """Raises `account_inactive` or `session_ended`, read afresh: a socket's user may have been deactivated since."""
+    try:
+        ensure_session_open(user=bidder)
+    except SessionEnded as exc:
+        raise BidderRefused(exc.code, exc.message) from exc
 
 
 def _ensure_approved(*, auction_id: int, bidder) -> None:
@@ -288,12 +298,13 @@ def place_bid(
 
     Raises `invalid_amount`, `rate_limited`, `lot_not_found`, `lot_not_open`,
     `lot_closed`, `own_lot`, `staff_cannot_bid`, `bid_too_low`, `already_leading`,
-    `idempotency_conflict`.
+    `idempotency_conflict`, `account_inactive`, `session_ended`.
     """
     parsed_amount, parsed_max = _parse_amounts(amount, max_amount)
     request_hash = _request_hash("bid", lot_id, parsed_amount, parsed_max)
     _take_bid_allowance(bidder)
     lot = lock_lot(lot_id, viewer=bidder)
+    _ensure_bidder_active(bidder)
     now = now or timezone.now()
     if idempotency_key:
         earlier = _replay(lot=lot, bidder=bidder, idempotency_key=idempotency_key, request_hash=request_hash)
@@ -335,11 +346,12 @@ def buy_now(*, lot_id: int, buyer, idempotency_key: str | None = None, now: date
     """Buy the lot at its buy-now price and close it at once. Locks the lot row.
 
     Raises `rate_limited`, `lot_not_found`, `lot_not_open`, `lot_closed`, `own_lot`,
-    `staff_cannot_bid`, `buy_now_unavailable`, `idempotency_conflict`.
+    `staff_cannot_bid`, `buy_now_unavailable`, `idempotency_conflict`, `account_inactive`, `session_ended`.
     """
     request_hash = _request_hash("buy_now", lot_id)
     _take_bid_allowance(buyer)
     lot = lock_lot(lot_id, viewer=buyer)
+    _ensure_bidder_active(buyer)
     now = now or timezone.now()
     if idempotency_key:
         earlier = _replay(lot=lot, bidder=buyer, idempotency_key=idempotency_key, request_hash=request_hash)
@@ -520,7 +532,7 @@ def storable_text(text: str) -> bool:
 def post_chat_message(*, lot_id: int, author, text: object) -> ChatMessage:
     """Post to a lot's room; broadcast after commit.
 
-    Raises `invalid_text`, `text_too_long`, `lot_not_found`, `rate_limited`.
+    Raises `invalid_text`, `text_too_long`, `lot_not_found`, `rate_limited`, `account_inactive`, `session_ended`.
     """
     if not isinstance(text, str) or not text.strip():
         raise InvalidInput("invalid_text", "A message needs some text.")
@@ -534,6 +546,7 @@ def post_chat_message(*, lot_id: int, author, text: object) -> ChatMessage:
         # Nobody chats on a draft, not even its seller; a hidden one is not found.
         raise NotFound("lot_not_found", "No such lot.")
     _take_chat_allowance(author)
+    ensure_session_open(user=author)
     message = ChatMessage.objects.create(lot=lot, user=author, text=text, is_seller=author.pk == lot.seller_id)
     message.user = author
     text_frame = dumps({"type": "CHAT_MESSAGE", "lot_id": lot.pk, **chat_payload(message)})
@@ -545,7 +558,7 @@ def post_chat_message(*, lot_id: int, author, text: object) -> ChatMessage:
 def hide_chat_message(*, lot_id: int, message_id: int, actor) -> ChatMessage:
     """The lot's seller or staff hide one of its messages.
 
-    Raises `lot_not_found`, `chat_message_not_found`, `not_lot_manager`.
+    Raises `lot_not_found`, `chat_message_not_found`, `not_lot_manager`, `account_inactive`, `session_ended`.
     """
     if not is_lot_visible(lot_id=lot_id, user=actor):
         raise NotFound("lot_not_found", "No such lot.")
@@ -553,6 +566,7 @@ def hide_chat_message(*, lot_id: int, message_id: int, actor) -> ChatMessage:
     if message is None:
         raise NotFound("chat_message_not_found", "No such message in this lot's chat.")
     ensure_can_manage(lot=message.lot, actor=actor)
+    ensure_session_open(user=actor)
     if not message.hidden:
         message.hidden = True
         message.hidden_by = actor

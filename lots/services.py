@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from accounts.services import ensure_session_open
 from auction_site.exceptions import InvalidInput, NotFound
 from bids.events import Outbox, flush_outboxes, lot_result, notify_user
 from bids.rules import currency_places, parse_money
@@ -331,10 +332,12 @@ def finish_lot(*, lot: Lot, outbox: Outbox, now: datetime) -> None:
 def close_lot(*, lot_id: int, actor, now: datetime | None = None) -> Lot:
     """Close an open lot now, deciding the winner, exactly once. Locks the lot row.
 
-    Raises `not_lot_manager`, `lot_not_open`, `lot_closed`.
+    Raises `not_lot_manager`, `lot_not_open`, `lot_closed`, `account_inactive`, `session_ended`.
     """
     lot = lock_lot(lot_id, viewer=actor)
     ensure_can_manage(lot=lot, actor=actor)
+    if actor is not None:  # None: the system (the clock).
+        ensure_session_open(user=actor)
     if lot.status in ENDED:
         raise LotActionRefused("lot_closed", "The lot has already ended.")
     if lot.status != LotStatus.OPEN:

@@ -496,16 +496,19 @@ def test_put_me_is_not_allowed(client_for, bidder):
 # --- WebSocket tickets ----------------------------------------------------------
 
 
-def test_ws_ticket(client_for, bidder, settings):
-    client = client_for(bidder)
+def test_ws_ticket(api_client, bidder, settings):
+    access = RefreshToken.for_user(bidder).access_token
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
 
-    response = client.post(WS_TICKET)
+    response = api_client.post(WS_TICKET)
 
     assert response.status_code == 201
     body = response.json()
     assert body["expires_in"] == settings.WS_TICKET_TTL_SECONDS == 30
-    assert body["ticket"] != client.post(WS_TICKET).json()["ticket"]
-    assert async_to_sync(aredeem_ws_ticket)(ticket=body["ticket"]) == bidder.pk
+    assert body["ticket"] != api_client.post(WS_TICKET).json()["ticket"]
+    redeemed = async_to_sync(aredeem_ws_ticket)(ticket=body["ticket"])
+    # The socket it opens lives as long as the token that bought it, no longer.
+    assert (redeemed.user_id, redeemed.expires_at.timestamp()) == (bidder.pk, access["exp"])
     assert async_to_sync(aredeem_ws_ticket)(ticket=body["ticket"]) is None
 
 

@@ -128,9 +128,29 @@ async def test_token_of_an_inactive_user_closes_4401(inactive_user):
 
 
 async def test_ticket(bidder):
-    seen = await who(f"?ticket={issue_ws_ticket(user=bidder)}")
+    token_expires = datetime.now(tz=UTC).replace(microsecond=0) + timedelta(minutes=3)
 
-    assert seen == {"username": "alice", "anonymous": False, "expires_at": None}
+    seen = await who(f"?ticket={issue_ws_ticket(user=bidder, expires_at=token_expires)}")
+
+    # The socket ends when the access token the ticket was bought with expires.
+    assert seen == {"username": "alice", "anonymous": False, "expires_at": token_expires.isoformat()}
+
+
+async def test_ticket_bought_with_a_token_expired_since_closes_4401(bidder):
+    await assert_refused(f"?ticket={issue_ws_ticket(user=bidder, expires_at=datetime.now(tz=UTC))}")
+
+
+async def test_ticket_of_a_user_whose_sessions_ended_since_closes_4401(bidder):
+    ticket = issue_ws_ticket(user=bidder)
+    await database_sync_to_async(end_sessions_now)(bidder)
+
+    await assert_refused(f"?ticket={ticket}")
+
+
+def end_sessions_now(user) -> None:
+    from accounts.services import end_sessions
+
+    end_sessions(user_ids=[user.pk])
 
 
 async def test_reused_ticket_closes_4401(bidder):

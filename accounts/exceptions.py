@@ -1,0 +1,5 @@
+from auction_site.exceptions import Forbidden
+
+
+class SessionEnded(Forbidden):
+    """The acting user was deactivated or their sessions ended (logout, password change) since they authenticated."""
