@@ -334,6 +334,8 @@ EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+# A mail server that stops answering fails a send after this long (it is retried later), never hangs the mailer.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "auctions@localhost")
 # Where links in e-mails (password reset) point: the front end's address.
 FRONTEND_URL = os.environ.get("FRONTEND_URL", "http://127.0.0.1:8000")

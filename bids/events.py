@@ -211,16 +211,16 @@ def broadcast(
 
 def broadcast_many(sends: list[tuple[int | None, str | None, list[tuple[int, str]], list[tuple[int, str]]]]) -> None:
     """Send committed events, each send as (lot_id, auction_slug, events, notifications)."""
+    publisher = getattr(_posting, "publisher", None)
+    if publisher is not None:
+        # The layer is looked up on the loop that sends: the in-memory layer belongs to it.
+        publisher.post(functools.partial(_send_on_this_loop, sends))
+        return
     layer = get_channel_layer()
     if layer is None:
         return
-    send = functools.partial(_send_many, layer, sends)
-    publisher = getattr(_posting, "publisher", None)
-    if publisher is not None:
-        publisher.post(send)
-        return
     try:
-        async_to_sync(send)()
+        async_to_sync(_send_many)(layer, sends)
     except Exception:
         # The change is committed and stored; watchers that miss it catch up
         # from the stored events when they notice the gap in `seq`.
@@ -251,6 +251,12 @@ async def _send_many(layer, sends) -> None:
         await _send_all(layer, lot_id, auction_slug, events, notifications)
 
 
+async def _send_on_this_loop(sends) -> None:
+    layer = get_channel_layer()
+    if layer is not None:
+        await _send_many(layer, sends)
+
+
 class LoopPublisher:
     """Sends broadcasts in order on an event loop, for threads that must not wait on the channel layer.
 
@@ -268,13 +274,22 @@ class LoopPublisher:
         self._task: asyncio.Task | None = None
         self._failed = 0
         self._dropped = 0
+        self._loop_gone_told = False
 
     def post(self, send: Callable[[], Awaitable[None]]) -> None:
         """Queue `send` (thread-safe); it runs on the loop after the sends posted before it."""
         try:
             self.loop.call_soon_threadsafe(self._put, send)
         except RuntimeError:
-            logger.warning("broadcast not sent: the server's event loop has stopped")
+            if not self._loop_gone_told:
+                self._loop_gone_told = True
+                logger.warning("broadcasts not sent: the server's event loop has stopped")
+
+    async def drain(self, timeout: float) -> None:
+        """On the loop: wait up to `timeout` seconds for the queued sends to go out."""
+        if self._queue is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), timeout)
 
     def close(self) -> None:
         with contextlib.suppress(RuntimeError):
@@ -283,9 +298,11 @@ class LoopPublisher:
     def _put(self, send: Callable[[], Awaitable[None]]) -> None:
         if self._queue is None:
             self._queue = asyncio.Queue()
+        if self._task is None or self._task.done():
             self._task = self.loop.create_task(self._drain())
         if self._queue.qsize() >= self.PUBLISH_QUEUE_LIMIT:
             self._queue.get_nowait()
+            self._queue.task_done()
             self._dropped += 1
             if self._dropped == 1:
                 logger.warning("broadcast queue full: dropping the oldest sends (watchers catch up from the database)")
@@ -307,6 +324,8 @@ class LoopPublisher:
                     logger.warning("broadcasts failing (%r); watchers will catch up from the database", exc)
                 self._failed += 1
                 continue
+            finally:
+                self._queue.task_done()
             if self._failed or self._dropped:
                 logger.warning(
                     "broadcasts flowing again after %d failed and %d dropped sends", self._failed, self._dropped

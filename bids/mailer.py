@@ -10,7 +10,9 @@ given up (`failed`, with the error) after `AUCTION_MAIL_MAX_ATTEMPTS`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -36,8 +38,10 @@ SUBJECTS = {
     "BIDS_VOIDED": "Your bids on {title} were voided",
     "REGISTRATION_DECIDED": "Your registration for {title}",
 }
-# A claimed e-mail is not claimed again for this long: time enough to send it.
+# A claimed e-mail is not claimed again for this long; each send renews it first.
 LEASE = timedelta(minutes=2)
+# E-mails claimed at once (and sent over one connection).
+BATCH = 10
 # Retries wait 30 s, 1 min, 2 min, ... up to an hour.
 FIRST_RETRY = timedelta(seconds=30)
 LONGEST_RETRY = timedelta(hours=1)
@@ -89,11 +93,28 @@ def _retry_delay(attempts: int) -> timedelta:
     return min(FIRST_RETRY * 2 ** max(attempts - 1, 0), LONGEST_RETRY)
 
 
-def _send_one(mail_connection, notification: Notification, now: datetime) -> bool:
-    """Send one claimed notification and record the outcome; True if it was sent."""
+def _claimed(notification: Notification):
+    """The row, while this mailer's claim on it stands: nobody re-claimed it after the lease ran out."""
+    return Notification.objects.filter(
+        pk=notification.pk, email_state=EmailState.PENDING, email_attempts=notification.email_attempts
+    )
+
+
+def _release(notifications: list[Notification]) -> None:
+    """Hand back claims not tried: due again at once, their attempt not counted."""
+    for notification in notifications:
+        _claimed(notification).update(email_next_try_at=None, email_attempts=notification.email_attempts - 1)
+
+
+def _send_one(mail_connection, notification: Notification, now: datetime) -> str:
+    """Send one claimed notification and record the outcome: `sent`, `skipped`, `failed` or `lost` (claimed by another)."""
     if not _wants_email(notification):
-        Notification.objects.filter(pk=notification.pk).update(email_state=EmailState.SKIPPED, email_next_try_at=None)
-        return False
+        _claimed(notification).update(email_state=EmailState.SKIPPED, email_next_try_at=None)
+        return "skipped"
+    # The claim is renewed just before the send (EMAIL_TIMEOUT bounds one send,
+    # well within the lease): a mailer whose claim ran out sends nothing.
+    if not _claimed(notification).update(email_next_try_at=timezone.now() + LEASE):
+        return "lost"
     try:
         sent = mail_connection.send_messages([_message(notification)])
     except Exception as exc:
@@ -101,10 +122,10 @@ def _send_one(mail_connection, notification: Notification, now: datetime) -> boo
     else:
         error = "the mail server accepted no message"
     if sent:
-        Notification.objects.filter(pk=notification.pk).update(
+        _claimed(notification).update(
             email_state=EmailState.SENT, emailed_at=timezone.now(), email_next_try_at=None, email_error=""
         )
-        return True
+        return "sent"
     if notification.email_attempts >= settings.AUCTION_MAIL_MAX_ATTEMPTS:
         logger.error(
             "e-mail for notification %s given up after %d attempts: %s",
@@ -115,27 +136,40 @@ def _send_one(mail_connection, notification: Notification, now: datetime) -> boo
         update = {"email_state": EmailState.FAILED, "email_next_try_at": None}
     else:
         update = {"email_next_try_at": now + _retry_delay(notification.email_attempts)}
-    Notification.objects.filter(pk=notification.pk).update(email_error=error[:500], **update)
-    return False
+    _claimed(notification).update(email_error=error[:500], **update)
+    return "failed"
 
 
-def send_due_emails(*, limit: int = 50, now: datetime | None = None) -> tuple[int, int]:
-    """E-mail the notifications that are due; (sent, failed). Stops at the first batch that failed entirely.
+def send_due_emails(
+    *, limit: int = BATCH, now: datetime | None = None, stopping: Callable[[], bool] = lambda: False
+) -> tuple[int, int]:
+    """E-mail the notifications that are due, over one connection a batch; (sent, failed).
 
-    Each notification is marked sent only after the mail server took it.
+    Each is marked sent only after the mail server took it. At the first
+    failed send the server is taken to be down: the rest of the batch is
+    handed back for later, and so is whatever was not tried when `stopping()`.
     """
     sent = failed = 0
-    while batch := _claim_due(limit, now or timezone.now()):
+    while not stopping() and (batch := _claim_due(limit, now or timezone.now())):
         mail_connection = get_connection()
-        batch_sent = batch_failed = 0
-        for notification in batch:
-            if _send_one(mail_connection, notification, now or timezone.now()):
-                batch_sent += 1
-            elif notification.email_state == EmailState.PENDING and _wants_email(notification):
-                batch_failed += 1
-        sent, failed = sent + batch_sent, failed + batch_failed
-        if len(batch) < limit or (batch_failed and not batch_sent):
-            # The server is down: the rest wait for their retry rather than fail now too.
+        with contextlib.suppress(Exception):
+            # One connection for the batch; a server that refuses fails each send below instead.
+            mail_connection.open()
+        try:
+            for position, notification in enumerate(batch):
+                if stopping():
+                    _release(batch[position:])
+                    return sent, failed
+                outcome = _send_one(mail_connection, notification, now or timezone.now())
+                sent += outcome == "sent"
+                if outcome == "failed":
+                    failed += 1
+                    _release(batch[position + 1 :])
+                    return sent, failed
+        finally:
+            with contextlib.suppress(Exception):
+                mail_connection.close()
+        if len(batch) < limit:
             break
     return sent, failed
 
@@ -155,12 +189,13 @@ class MailWorker(Worker):
     """Sends due e-mail, then sleeps until the next retry, a poll, or a wake-up from this process."""
 
     channel = MAIL_CHANNEL
+    listens_on_database = False
 
     def __init__(self) -> None:
         super().__init__(name="mailer")
 
     def run_round(self) -> float:
-        sent, failed = send_due_emails()
+        sent, failed = send_due_emails(stopping=self.stopping)
         if sent or failed:
             logger.info("mailer: sent %d, failed %d", sent, failed)
         return seconds_until_next_email()

@@ -117,13 +117,16 @@ class Notification(models.Model):
     type = models.CharField(max_length=32)
     payload = models.JSONField(encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(auto_now_add=True)
-    email_state = models.CharField(max_length=8, choices=EmailState.choices, default=EmailState.PENDING)
-    email_attempts = models.PositiveSmallIntegerField(default=0)
+    # Database defaults too: processes of the previous release insert rows without these columns during a deploy.
+    email_state = models.CharField(
+        max_length=8, choices=EmailState.choices, default=EmailState.PENDING, db_default=EmailState.PENDING
+    )
+    email_attempts = models.PositiveSmallIntegerField(default=0, db_default=0)
     # A pending e-mail is not tried before this (null: at once). A mailer that
     # claims it moves it past the send, so a mailer that died mid-send is
     # retried, never lost.
     email_next_try_at = models.DateTimeField(null=True, blank=True)
-    email_error = models.CharField(max_length=500, blank=True)
+    email_error = models.CharField(max_length=500, blank=True, default="", db_default="")
     emailed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

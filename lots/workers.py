@@ -24,12 +24,14 @@ class Worker(threading.Thread):
     """Subclasses name their wake-up `channel` and implement `run_round`."""
 
     channel: str
+    # Woken through PostgreSQL NOTIFY too, or only from this process.
+    listens_on_database = True
 
     def __init__(self, *, name: str) -> None:
         # A daemon: a round stuck in a query never keeps the process from exiting.
         super().__init__(name=name, daemon=True)
         self._stopping = threading.Event()
-        self._listener = Listener(self.channel)
+        self._listener = Listener(self.channel, on_database=self.listens_on_database)
         self._failures = 0
 
     def run_round(self) -> float:
@@ -48,6 +50,9 @@ class Worker(threading.Thread):
             connections.close_all()
             self._listener.close()
             logger.info("%s stopped", self.name)
+
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     def wake(self) -> None:
         """Run a round now (thread-safe)."""

@@ -27,12 +27,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='notification',
             name='email_attempts',
-            field=models.PositiveSmallIntegerField(default=0),
+            field=models.PositiveSmallIntegerField(db_default=0, default=0),
         ),
         migrations.AddField(
             model_name='notification',
             name='email_error',
-            field=models.CharField(blank=True, max_length=500),
+            field=models.CharField(blank=True, db_default='', default='', max_length=500),
         ),
         migrations.AddField(
             model_name='notification',
@@ -42,7 +42,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='notification',
             name='email_state',
-            field=models.CharField(choices=[('pending', 'Pending'), ('sent', 'Sent'), ('skipped', 'Skipped'), ('failed', 'Failed')], default='pending', max_length=8),
+            field=models.CharField(choices=[('pending', 'Pending'), ('sent', 'Sent'), ('skipped', 'Skipped'), ('failed', 'Failed')], db_default='pending', default='pending', max_length=8),
         ),
         migrations.RunPython(mark_emailed_as_sent, migrations.RunPython.noop),
         migrations.AddIndex(

@@ -551,3 +551,23 @@ async def test_an_outbidding_bid_wakes_the_mailer_not_the_clock(settings, make_l
     # ...and no clock round ran for it.
     assert after == before, f"{after - before} clock rounds for two bids"
     assert [m.to for m in mailoutbox] == [["alice@example.com"]]
+
+
+def test_a_listener_wakes_up_with_thousands_of_sockets_open_in_the_process():
+    """A server with thousands of sockets hands a listener descriptors past select()'s 1024."""
+    import socket
+
+    from lots.wakeups import CLOCK_CHANNEL, Listener
+
+    held = [socket.socketpair() for _ in range(600)]
+    listener = Listener(CLOCK_CHANNEL, on_database=False)
+    try:
+        assert listener._interrupt_read.fileno() > 1024
+        listener.interrupt()
+        assert listener.wait(30) is True
+        assert listener.wait(0.01) is False
+    finally:
+        listener.close()
+        for pair in held:
+            for end in pair:
+                end.close()

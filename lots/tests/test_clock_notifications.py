@@ -304,28 +304,63 @@ async def test_a_hung_mail_server_never_holds_back_a_close(settings, make_lot, b
 @pytest.mark.django_db
 def test_a_failed_send_is_retried_with_backoff_and_never_marked_sent(settings, make_lot, bidder, mailoutbox):
     lot = make_lot(ends_at=in_seconds(3600))
-    unsent_notifications(bidder, lot, 3)
+    unsent_notifications(bidder, lot, 1)
     settings.EMAIL_BACKEND = f"{__name__}.DownMailServer"
     start = lot.created_at
 
-    # The server is down: nothing is marked sent, each is tried again later, and later still.
-    assert send_due_emails(now=start) == (0, 3)
-    rows = list(Notification.objects.order_by("id"))
-    assert {(n.email_state, n.email_attempts, n.emailed_at) for n in rows} == {(EmailState.PENDING, 1, None)}
-    assert {n.email_next_try_at - start for n in rows} == {timedelta(seconds=30)}
-    assert "Connection refused" in rows[0].email_error
+    # The server is down: nothing is marked sent, it is tried again later, and later still.
+    assert send_due_emails(now=start) == (0, 1)
+    row = Notification.objects.get()
+    assert (row.email_state, row.email_attempts, row.emailed_at) == (EmailState.PENDING, 1, None)
+    assert row.email_next_try_at - start == timedelta(seconds=30)
+    assert "Connection refused" in row.email_error
     assert send_due_emails(now=start + timedelta(seconds=29)) == (0, 0)
-    assert send_due_emails(now=start + timedelta(seconds=30)) == (0, 3)
-    assert {n.email_next_try_at - start for n in Notification.objects.all()} == {timedelta(seconds=90)}
+    assert send_due_emails(now=start + timedelta(seconds=30)) == (0, 1)
+    assert Notification.objects.get().email_next_try_at - start == timedelta(seconds=90)
 
-    # Back up: each is sent once, at its next try.
+    # Back up: it is sent once, at its next try.
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    assert send_due_emails(now=start + timedelta(seconds=90)) == (3, 0)
+    assert send_due_emails(now=start + timedelta(seconds=90)) == (1, 0)
     assert send_due_emails(now=start + timedelta(hours=2)) == (0, 0)
+    assert len(mailoutbox) == 1
+    row = Notification.objects.get()
+    assert (row.email_state, row.email_attempts, row.email_error) == (EmailState.SENT, 3, "")
+
+
+@pytest.mark.django_db
+def test_at_the_first_failed_send_the_rest_of_the_batch_waits_uncounted(settings, make_lot, bidder, mailoutbox):
+    lot = make_lot(ends_at=in_seconds(3600))
+    unsent_notifications(bidder, lot, 4)
+    settings.EMAIL_BACKEND = f"{__name__}.DownMailServer"
+    start = lot.created_at
+
+    assert send_due_emails(now=start) == (0, 1)
+
+    first, *rest = Notification.objects.order_by("id")
+    assert (first.email_attempts, first.email_next_try_at - start) == (1, timedelta(seconds=30))
+    # Not tried: due again at once, no attempt counted.
+    assert {(n.email_state, n.email_attempts, n.email_next_try_at) for n in rest} == {(EmailState.PENDING, 0, None)}
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert send_due_emails(now=start + timedelta(seconds=1)) == (3, 0)
     assert len(mailoutbox) == 3
-    assert set(Notification.objects.values_list("email_state", "email_attempts", "email_error")) == {
-        (EmailState.SENT, 3, "")
-    }
+
+
+@pytest.mark.django_db
+def test_a_mailer_whose_claim_ran_out_sends_nothing(make_lot, bidder, mailoutbox):
+    from django.core.mail import get_connection
+
+    from bids.mailer import LEASE, _claim_due, _send_one
+
+    lot = make_lot(ends_at=in_seconds(3600))
+    unsent_notifications(bidder, lot, 1)
+    now = lot.created_at
+    (slow,) = _claim_due(10, now)
+    # The slow mailer's lease runs out; another claims the row and sends it.
+    assert send_due_emails(now=now + LEASE) == (1, 0)
+
+    assert _send_one(get_connection(), slow, now + LEASE) == "lost"
+    assert len(mailoutbox) == 1
+    assert Notification.objects.get().email_state == EmailState.SENT
 
 
 @pytest.mark.django_db

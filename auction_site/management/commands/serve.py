@@ -11,6 +11,8 @@ from auction_site.logs import access_log
 
 logger = logging.getLogger("auction_site.serve")
 
+CLOCK_JOIN_SECONDS = 0.5
+
 
 class Command(BaseCommand):
     help = "Serve HTTP and WebSockets with daphne, with the auction clock in the same process."
@@ -41,6 +43,8 @@ class Command(BaseCommand):
             # socket. Their broadcasts are sent from daphne's loop.
             clock = Clock(publisher=LoopPublisher(asyncio.get_event_loop())).start()
             reactor.addSystemEventTrigger("before", "shutdown", clock.stop)
+            # A moment for the threads to end cleanly; one stuck in a query is left to the exit.
+            reactor.addSystemEventTrigger("during", "shutdown", clock.join, CLOCK_JOIN_SECONDS)
 
         logger.info(
             "serving on http://%s:%s/ (clock %s)",

@@ -13,6 +13,8 @@ logger = logging.getLogger("lots.clock")
 # SIGTERM/SIGINT to exit, at most: a round stuck in the database is abandoned
 # (its transaction rolls back with the connection) rather than waited for.
 STOP_SECONDS = 0.5
+# Then the broadcasts already queued get this long to go out (a frozen Redis gets no more).
+DRAIN_SECONDS = 0.3
 
 
 class Command(BaseCommand):
@@ -37,5 +39,6 @@ class Command(BaseCommand):
         await stopping.wait()
         clock.stop()
         ended = await loop.run_in_executor(None, clock.join, STOP_SECONDS)
+        await publisher.drain(DRAIN_SECONDS)
         publisher.close()
         return ended
