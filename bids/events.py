@@ -224,7 +224,7 @@ def broadcast_many(sends: list[tuple[int | None, str | None, list[tuple[int, str
     except Exception:
         # The change is committed and stored; watchers that miss it catch up
         # from the stored events when they notice the gap in `seq`.
-        logger.exception("broadcast failed for lots %s", [s[0] for s in sends])
+        logger.exception("broadcast failed for lot %s", ", ".join(str(send[0]) for send in sends))
 
 
 def notify_user(user_id: int, event_type: str, **payload: Any) -> None:

@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.validators import slug_re
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -172,6 +173,19 @@ class LotSerializer(serializers.ModelSerializer):
         return f"{lot.reserve_price:.2f}"
 
 
+class SaleSlugField(serializers.SlugRelatedField):
+    """A sale by its slug; text that no slug could be (a NUL byte, say) is refused before any query."""
+
+    def to_internal_value(self, data):
+        if (
+            not isinstance(data, str)
+            or not slug_re.fullmatch(data)
+            or len(data) > Auction._meta.get_field("slug").max_length
+        ):
+            self.fail("does_not_exist", slug_name=self.slug_field, value=str(data)[:100])
+        return super().to_internal_value(data)
+
+
 class LotWriteSerializer(serializers.Serializer):
     """What a seller may set; the service applies the rules."""
 
@@ -179,7 +193,7 @@ class LotWriteSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, max_length=20_000)
     image = serializers.ImageField(required=False, allow_null=True)
     currency = serializers.ChoiceField(choices=sorted(settings.AUCTION_CURRENCIES), required=False)
-    auction = serializers.SlugRelatedField(
+    auction = SaleSlugField(
         slug_field="slug",
         queryset=Auction.objects.all(),
         required=False,
