@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal as D
+from unittest import mock
 
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -22,7 +23,7 @@ from django.utils import timezone
 from auction_site.asgi import application
 from bids.events import LoopPublisher
 from conftest import access_token_for
-from lots.clock import Clock
+from lots.clock import Clock, ClockWorker
 from lots.models import Lot, LotStatus
 from lots.wakeups import wake_clocks
 
@@ -55,6 +56,20 @@ async def running_clock(*, now: Callable[[], datetime] | None = None, mail: bool
         ended = await asyncio.to_thread(clock.join, GENEROUS)
         publisher.close()
     assert ended, "the clock did not stop"
+
+
+@contextlib.contextmanager
+def counted_rounds():
+    """The clock's rounds as they run: each adds the time it ran at (the injected `now`, if any)."""
+    rounds: list[datetime] = []
+    run_round = ClockWorker.run_round
+
+    def counting_round(worker: ClockWorker) -> float:
+        rounds.append(worker.now() if worker.now else timezone.now())
+        return run_round(worker)
+
+    with mock.patch.object(ClockWorker, "run_round", counting_round):
+        yield rounds
 
 
 async def wait_until(

@@ -23,11 +23,19 @@ from bids.exceptions import BidRejected
 from bids.mailer import send_due_emails
 from bids.models import Bid, LotEvent, Notification
 from bids.tests.utils import bid, run_threads
-from lots import clock, services
+from lots import services
 from lots.clock import run_due_work, seconds_until_next_due
 from lots.models import Lot, LotStatus
 from lots.services import create_lot, finish_lot, settle_lot_if_due, update_lot, watch_lot
-from lots.tests.clock_helpers import Socket, in_seconds, open_lots, running_clock, wait_for_status, wait_until
+from lots.tests.clock_helpers import (
+    Socket,
+    counted_rounds,
+    in_seconds,
+    open_lots,
+    running_clock,
+    wait_for_status,
+    wait_until,
+)
 from lots.wakeups import wake_clocks
 
 D = Decimal
@@ -194,14 +202,7 @@ async def test_with_the_channel_layer_down_lots_still_close_and_the_failure_is_t
 @pytest.mark.django_db(transaction=True)
 async def test_a_burst_of_wake_ups_costs_a_few_rounds_not_one_each(settings):
     settings.AUCTION_CLOCK_MAX_SLEEP_SECONDS = LONG_SLEEP
-    rounds = []
-    counted = clock.ClockWorker.run_round
-
-    def counting_round(self):
-        rounds.append(timezone.now())
-        return counted(self)
-
-    with mock.patch.object(clock.ClockWorker, "run_round", counting_round):
+    with counted_rounds() as rounds:
         async with running_clock():
             await wait_until(lambda: rounds, what="the first round")
             await asyncio.sleep(0.5)
@@ -220,15 +221,8 @@ async def test_time_driven_by_an_injected_now_closes_exactly_at_the_end(settings
     settings.AUCTION_CLOCK_MAX_SLEEP_SECONDS = LONG_SLEEP
     lot = await database_sync_to_async(make_lot)(ends_at=in_seconds(3600))
     await database_sync_to_async(bid)(lot, bidder, "10.00")
-    rounds = []
-    counted = clock.ClockWorker.run_round
-
-    def counting_round(self):
-        rounds.append(self.now())
-        return counted(self)
-
     clock_time = [lot.ends_at - timedelta(microseconds=1)]
-    with mock.patch.object(clock.ClockWorker, "run_round", counting_round):
+    with counted_rounds() as rounds:
         async with running_clock(now=lambda: clock_time[0]) as running:
             await wait_until(lambda: rounds, what="the first round")
             running.clock.wake()
@@ -530,14 +524,7 @@ async def test_an_outbidding_bid_wakes_the_mailer_not_the_clock(settings, make_l
     settings.AUCTION_CLOCK_MAX_SLEEP_SECONDS = LONG_SLEEP
     settings.AUCTION_MAIL_POLL_SECONDS = LONG_SLEEP
     lot = await database_sync_to_async(make_lot)(ends_at=in_seconds(3600))
-    rounds = []
-    counted = clock.ClockWorker.run_round
-
-    def counting_round(self):
-        rounds.append(timezone.now())
-        return counted(self)
-
-    with mock.patch.object(clock.ClockWorker, "run_round", counting_round):
+    with counted_rounds() as rounds:
         async with running_clock():
             await wait_until(lambda: rounds, what="the first round")
             await asyncio.sleep(0.5)
