@@ -186,7 +186,8 @@ def create_lot(
         lot.image = image
     _check_lot_rules(lot)
     lot.save()
-    wake_clocks()
+    if not draft:
+        wake_clocks()
     return lot
 
 
@@ -297,13 +298,15 @@ def open_lot(*, lot_id: int, actor, now: datetime | None = None) -> Lot:
         raise LotActionRefused("lot_closed", "The lot has ended.")
     if lot.ends_at <= now:
         raise InvalidInput("invalid_schedule", "The lot's end has passed; move it first.", field="ends_at")
-    return _open(lot=lot, now=now)
+    # A draft's end was in no clock's schedule: wake them for it.
+    return _open(lot=lot, now=now, wake=True)
 
 
-def _open(*, lot: Lot, now: datetime) -> Lot:
+def _open(*, lot: Lot, now: datetime, wake: bool = False) -> Lot:
+    """Open a locked lot. A lot opened on time by a clock (or a reader) changes no clock's schedule."""
     lot.status = LotStatus.OPEN
     lot.starts_at = min(lot.starts_at, now)
-    outbox = Outbox(lot, times_changed=True)
+    outbox = Outbox(lot, times_changed=wake)
     outbox.lot_event("LOT_OPENED", lot=lot_public_times(lot))
     lot.save(update_fields=["status", "starts_at", "seq", "updated_at"])
     outbox.flush()

@@ -26,7 +26,7 @@ from bids.tests.utils import bid, run_threads
 from lots import services
 from lots.clock import run_due_work, seconds_until_next_due
 from lots.models import Lot, LotStatus
-from lots.services import create_lot, finish_lot, settle_lot_if_due, update_lot, watch_lot
+from lots.services import create_lot, finish_lot, open_lot, settle_lot_if_due, update_lot, watch_lot
 from lots.tests.clock_helpers import (
     Socket,
     counted_rounds,
@@ -124,6 +124,20 @@ async def test_a_sleeping_clock_wakes_up_when_a_lots_end_moves_earlier(settings,
     closed = await database_sync_to_async(Lot.objects.get)(pk=lot.pk)
     assert new_end <= closed.closed_at
     assert await database_sync_to_async(ended_events)(lot) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_sleeping_clock_wakes_up_when_a_draft_is_opened_by_hand(settings, make_lot, seller):
+    settings.AUCTION_CLOCK_MAX_SLEEP_SECONDS = LONG_SLEEP
+    settings.AUCTION_ENDING_SOON_SECONDS = 0
+    # A draft is in no clock's schedule until it opens.
+    draft = await database_sync_to_async(make_lot)(ends_at=in_seconds(1.5), draft=True)
+    async with running_clock():
+        await database_sync_to_async(open_lot)(lot_id=draft.pk, actor=seller)
+        await wait_for_status(draft.pk, LotStatus.CLOSED)
+
+    closed = await database_sync_to_async(Lot.objects.get)(pk=draft.pk)
+    assert draft.ends_at <= closed.closed_at
 
 
 def fell_due_while_no_clock_ran(make_lot, bidder, other_bidder) -> tuple[Lot, Lot, Lot]:
