@@ -199,16 +199,6 @@ def broadcasts_posted_to(publisher: LoopPublisher) -> Iterator[None]:
         _posting.publisher = previous
 
 
-def broadcast(
-    lot_id: int | None,
-    auction_slug: str | None,
-    events: list[tuple[int, str]],
-    notifications: list[tuple[int, str]],
-) -> None:
-    """Send committed events to the lot's room, its sale's room and users."""
-    broadcast_many([(lot_id, auction_slug, events, notifications)])
-
-
 def broadcast_many(sends: list[tuple[int | None, str | None, list[tuple[int, str]], list[tuple[int, str]]]]) -> None:
     """Send committed events, each send as (lot_id, auction_slug, events, notifications)."""
     publisher = getattr(_posting, "publisher", None)
@@ -231,7 +221,7 @@ def notify_user(user_id: int, event_type: str, **payload: Any) -> None:
     """A private event outside any lot: stored now, pushed after commit, e-mailed by the mailer."""
     notification = Notification.objects.create(user_id=user_id, type=event_type, payload=payload)
     text = notification_text(notification)
-    transaction.on_commit(lambda: broadcast(None, None, [], [(user_id, text)]))
+    transaction.on_commit(lambda: broadcast_many([(None, None, [], [(user_id, text)])]))
     _wake_mailer_on_commit()
 
 
