@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "accounts",
     "lots",
     "bids",
+    "realtime",
 ]
 
 MIDDLEWARE = [
@@ -444,8 +445,11 @@ WS_REPLAY_LIMIT = env_int("WS_REPLAY_LIMIT", 500)
 # A watcher that skips ahead waits this long for a late event before it
 # reads the missing ones from the database.
 WS_GAP_WAIT_SECONDS = float(os.environ.get("WS_GAP_WAIT_SECONDS", "0.25"))
-# Open sockets re-join their group this often, well inside the layer's group expiry.
-WS_GROUP_REFRESH_SECONDS = env_int("CHANNEL_LAYER_GROUP_EXPIRY", 300) / 3
+# A process that stops renewing its heartbeat (killed, frozen) stops counting
+# (watchers, sockets per address) this many seconds after its last renewal.
+REALTIME_PROCESS_TTL_SECONDS = float(os.environ.get("REALTIME_PROCESS_TTL_SECONDS", "45"))
+# A room hears its watcher count at most once per this many seconds.
+WS_COUNT_INTERVAL_SECONDS = float(os.environ.get("WS_COUNT_INTERVAL_SECONDS", "1"))
 # A client that stops reading: once this many bytes wait in the server's own
 # send buffer (past the kernel's), the socket is closed with 4008.
 WS_SEND_BUFFER_BYTES = env_int("WS_SEND_BUFFER_BYTES", 1024 * 1024)
