@@ -207,7 +207,7 @@ def make_lot(seller):
 
 @pytest.fixture
 def inbox():
-    """Listen on the channel layer the services broadcast to."""
+    """Listen on the fan-out the services broadcast to."""
     from bids.tests.utils import Inbox
 
     listener = Inbox()

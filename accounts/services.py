@@ -5,8 +5,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.tokens import default_token_generator
@@ -24,6 +22,7 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.exceptions import SessionEnded
+from auction_site import broadcasting
 from auction_site.exceptions import InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -31,9 +30,6 @@ logger = logging.getLogger(__name__)
 User = get_user_model()
 
 WS_TICKET_SALT = "accounts.ws-ticket"
-# The channel-layer message that closes every open socket of a user with 4401.
-SESSIONS_ENDED = "account.sessions_ended"
-
 
 def account_group(user_id: int) -> str:
     """The channel-layer group of every open socket of one user, on every process."""
@@ -156,20 +152,12 @@ def end_sessions(*, user_ids: list[int]) -> None:
 
 def close_sockets(*, user_ids: list[int]) -> None:
     """Tell every open socket of these users, on every process, to close with 4401."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
     try:
-        async_to_sync(_send_sessions_ended)(layer, user_ids)
+        broadcasting.publish([{"room": account_group(user_id), "kind": "close", "text": ""} for user_id in user_ids])
     except Exception:
         # Redis away: the sockets close at their token's expiry, and the services
         # refuse their writes meanwhile (`ensure_session_open`).
         logger.warning("closing the sockets of %d users failed", len(user_ids), exc_info=True)
-
-
-async def _send_sessions_ended(layer, user_ids: list[int]) -> None:
-    for user_id in user_ids:
-        await layer.group_send(account_group(user_id), {"type": SESSIONS_ENDED})
 
 
 def ensure_session_open(*, user) -> None:

@@ -20,7 +20,7 @@ from django.core.cache import cache
 
 from accounts.middleware import accept_and_close
 from auction_site.outages import REDIS_AWAY, redis_outage
-from bids.presence import get_presence
+from realtime._tmp_presence import get_presence  # TEMP
 
 logger = logging.getLogger(__name__)
 

@@ -167,35 +167,6 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            # channels_redis' layer with a pool that waits when every connection is busy.
-            "BACKEND": "auction_site.channel_layer.WaitingRedisChannelLayer",
-            "CONFIG": {
-                "hosts": [
-                    {
-                        "address": REDIS_URL,
-                        # channels-redis waits in 5 s BZPOPMIN calls; redis-py's default
-                        # 5 s read timeout would fail every idle receive (and close
-                        # every idle socket with 1011). Dead connections are still
-                        # noticed within this timeout.
-                        "socket_timeout": float(os.environ.get("CHANNEL_LAYER_SOCKET_TIMEOUT", "10")),
-                        "socket_connect_timeout": 5,
-                        "socket_keepalive": True,
-                        # A pooled connection idle this long is pinged (and replaced if
-                        # dead) before use, which shortens the recovery after a Redis restart.
-                        "health_check_interval": 5,
-                    }
-                ],
-                "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1000),
-                "expiry": 60,
-                # A process killed without closing its sockets leaves their channels
-                # in every group; members not re-added within this many seconds are
-                # dropped (consumers re-add theirs, see WS_GROUP_REFRESH_SECONDS).
-                "group_expiry": env_int("CHANNEL_LAYER_GROUP_EXPIRY", 300),
-            },
-        }
-    }
     # Shared by every process: WebSocket tickets, throttles, presence.
     CACHES = {
         "default": {
@@ -205,7 +176,6 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Auth -------------------------------------------------------------------

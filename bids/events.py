@@ -1,4 +1,4 @@
-"""Group names and event payloads: the one place that speaks to the channel layer.
+"""Room names and event payloads: the one place that hands events to the real-time edge (`auction_site.broadcasting`).
 
 A service collects its events in an `Outbox` while it holds the lot's lock;
 `Outbox.flush` stores the lot's events (numbered by `seq`) in the same
@@ -18,12 +18,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
-from auction_site.metrics import BROADCAST_SECONDS, timed
+from auction_site import broadcasting
+from auction_site.metrics import BROADCAST_SECONDS
 from bids.models import LotEvent, Notification
 from bids.rules import currency_places, min_next_bid
 from lots.wakeups import MAIL_CHANNEL, wake_clocks, wake_in_process
@@ -95,9 +94,8 @@ def chat_payload(message) -> dict[str, Any]:
 
 def broadcast_chat(lot_id: int, text: str) -> None:
     """Chat frames go to the room without a `seq`: they are not lot state."""
-    layer = get_channel_layer()
     try:
-        async_to_sync(layer.group_send)(lot_group(lot_id), {"type": "lot.chat", "text": text})
+        broadcasting.publish([{"room": lot_group(lot_id), "kind": "text", "text": text}])
     except Exception:
         logger.exception("chat broadcast failed for lot %s", lot_id)
 
@@ -201,16 +199,14 @@ def broadcasts_posted_to(publisher: LoopPublisher) -> Iterator[None]:
 
 def broadcast_many(sends: list[tuple[int | None, str | None, list[tuple[int, str]], list[tuple[int, str]]]]) -> None:
     """Send committed events, each send as (lot_id, auction_slug, events, notifications)."""
+    items = fanout_items(sends)
     publisher = getattr(_posting, "publisher", None)
     if publisher is not None:
-        # The layer is looked up on the loop that sends: the in-memory layer belongs to it.
-        publisher.post(functools.partial(_send_on_this_loop, sends))
-        return
-    layer = get_channel_layer()
-    if layer is None:
+        publisher.post(functools.partial(broadcasting.publish_async, items))
         return
     try:
-        async_to_sync(_send_many)(layer, sends)
+        with BROADCAST_SECONDS.time():
+            broadcasting.publish(items)
     except Exception:
         # The change is committed and stored; watchers that miss it catch up
         # from the stored events when they notice the gap in `seq`.
@@ -225,26 +221,17 @@ def notify_user(user_id: int, event_type: str, **payload: Any) -> None:
     _wake_mailer_on_commit()
 
 
-@timed(BROADCAST_SECONDS)
-async def _send_all(layer, lot_id, auction_slug, events, notifications) -> None:
-    for seq, text in events:
-        message = {"type": "lot.event", "lot_id": lot_id, "seq": seq, "text": text}
-        await layer.group_send(lot_group(lot_id), message)
-        if auction_slug:
-            await layer.group_send(auction_group(auction_slug), message)
-    for user_id, text in notifications:
-        await layer.group_send(user_group(user_id), {"type": "user.event", "text": text})
-
-
-async def _send_many(layer, sends) -> None:
+def fanout_items(sends) -> list[dict[str, Any]]:
+    """The rooms' messages: each lot event to its lot's room and its sale's, each notification to its user's."""
+    items: list[dict[str, Any]] = []
     for lot_id, auction_slug, events, notifications in sends:
-        await _send_all(layer, lot_id, auction_slug, events, notifications)
-
-
-async def _send_on_this_loop(sends) -> None:
-    layer = get_channel_layer()
-    if layer is not None:
-        await _send_many(layer, sends)
+        for seq, text in events:
+            event = {"kind": "event", "lot_id": lot_id, "seq": seq, "text": text}
+            items.append({"room": lot_group(lot_id), **event})
+            if auction_slug:
+                items.append({"room": auction_group(auction_slug), **event})
+        items.extend({"room": user_group(user_id), "kind": "text", "text": text} for user_id, text in notifications)
+    return items
 
 
 class LoopPublisher:

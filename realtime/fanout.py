@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -53,7 +54,7 @@ EVENT, TEXT, CLOSE, COUNT = "e", "t", "c", "n"
 class Frame:
     """One message of a room as this process received it: its kind, its text, and its WebSocket framing, made once."""
 
-    __slots__ = ("kind", "lot_id", "seq", "text", "_prepared")
+    __slots__ = ("_prepared", "kind", "lot_id", "seq", "text")
 
     def __init__(self, kind: str, text: str, lot_id: int = 0, seq: int = 0) -> None:
         self.kind, self.text, self.lot_id, self.seq = kind, text, lot_id, seq
@@ -89,7 +90,7 @@ class Member(Protocol):
 
 
 class Room:
-    __slots__ = ("name", "members", "counted", "newcomers", "remote", "announced", "subscribed", "unsubscribe_at")
+    __slots__ = ("announced", "counted", "members", "name", "newcomers", "remote", "subscribed", "unsubscribe_at")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -167,6 +168,15 @@ class Hub:
             self.leave(name, member)
             raise
 
+    def count_in(self, name: str, member: Member) -> None:
+        """Count a member of room `name` as a watcher from now on (it has the room's state)."""
+        room = self.rooms.get(name)
+        if room is None or room.members.get(member, True):
+            return
+        room.members[member] = True
+        self._count(room, +1)
+        room.newcomers.append(member)
+
     def leave(self, name: str, member: Member) -> None:
         room = self.rooms.get(name)
         if room is None or member not in room.members:
@@ -230,7 +240,7 @@ class Hub:
 
     def _ensure_ticker(self) -> None:
         if self.ticker is None or self.ticker.done():
-            self.ticker = self.loop.create_task(self._tick_forever())
+            self.ticker = self.loop.create_task(self._tick_forever(), context=contextvars.Context())
 
     async def _tick_forever(self) -> None:
         while self.to_announce or self.count_changed or any(r.unsubscribe_at for r in self.rooms.values()):
@@ -325,7 +335,7 @@ class Hub:
         if self.listener is None and self.pubsub is pubsub:
             # Started after the first subscribe: redis-py reads nothing from a connection not yet made.
             self.heard_at = time.monotonic()
-            self.listener = self.loop.create_task(self._listen(pubsub))
+            self.listener = self.loop.create_task(self._listen(pubsub), context=contextvars.Context())
             self.heartbeat.start()
         counts = {process_id.decode(): int(n) for process_id, n in (await counts_read).items()}
         live = self.heartbeat.live
@@ -412,6 +422,25 @@ def get_hub() -> Hub:
     return hub
 
 
+async def close_hub() -> None:
+    """Stop the running loop's hub and close its connections (a test's loop, or a server that stops)."""
+    hub = _hubs.pop(asyncio.get_running_loop(), None)
+    if hub is None:
+        return
+    for task in (hub.ticker, hub.listener):
+        if task is not None:
+            task.cancel()
+    if hub.heartbeat is not None:
+        hub.heartbeat.stop()
+        await hub.heartbeat.forget()
+    if hub.pubsub is not None:
+        await _close_quietly(hub.pubsub)
+    for client in (hub.redis, hub.subscriber):
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+
 # --- Publishing from the domain ------------------------------------------------
 
 _sync_redis = None
@@ -433,6 +462,12 @@ def _redis_for_threads():
         return _sync_redis
 
 
+def check_reachable() -> None:
+    """Raises unless Redis answers a PING on the connection broadcasts take (nothing to reach without Redis)."""
+    if settings.REDIS_URL:
+        _redis_for_threads().ping()
+
+
 def encode_items(items: Iterable[dict[str, Any]]) -> list[tuple[str, bytes]]:
     """The domain's messages ({"room", "kind": "event"|"text"|"close", "text", "lot_id", "seq"}) as sent."""
     kinds = {"event": EVENT, "text": TEXT, "close": CLOSE}
@@ -450,7 +485,7 @@ def publish(items: list[dict[str, Any]]) -> None:
     """
     encoded = encode_items(items)
     if not settings.REDIS_URL:
-        async_to_sync(publish_async)(encoded)
+        async_to_sync(_publish_encoded)(encoded)
         return
     with _redis_for_threads().pipeline(transaction=False) as pipe:
         for name, data in encoded:
@@ -458,18 +493,22 @@ def publish(items: list[dict[str, Any]]) -> None:
         pipe.execute()
 
 
-async def publish_async(encoded: list[tuple[str, bytes]]) -> None:
+async def publish_async(items: list[dict[str, Any]]) -> None:
     """`publish` on an event loop (the clock's broadcasts go out this way)."""
+    await _publish_encoded(encode_items(items))
+
+
+async def _publish_encoded(encoded: list[tuple[str, bytes]]) -> None:
     if settings.REDIS_URL:
         await get_hub().publish(encoded)
         return
-    # One process: every loop's hub is this process's (tests run one loop each).
+    # One process: every loop's hub is this process's (tests run one loop each). Delivered
+    # in a context of their own, as from Redis: not in the publisher's (an `async_to_sync`
+    # call's, whose executor is gone once it returns).
     for loop, hub in list(_hubs.items()):
-        if loop is asyncio.get_running_loop():
-            await hub.publish(encoded)
-        elif not loop.is_closed():
+        if not loop.is_closed():
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_deliver_all, hub, encoded)
+                loop.call_soon_threadsafe(_deliver_all, hub, encoded, context=contextvars.Context())
 
 
 def _deliver_all(hub: Hub, encoded: list[tuple[str, bytes]]) -> None:

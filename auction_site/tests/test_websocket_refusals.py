@@ -30,9 +30,9 @@ from auction_site.tests.servers import (
     wait_listening,
     ws_connect,
 )
-from bids.consumers import CLOSE_NOT_FOUND, CLOSE_TOO_BIG
 from bids.tests.live_servers import database_url_for_tests
 from conftest import ON_SERVICES
+from realtime.consumers import CLOSE_NOT_FOUND, CLOSE_TOO_BIG
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

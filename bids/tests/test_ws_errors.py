@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 from channels.db import database_sync_to_async
 
-from bids import consumers
+from realtime.consumers import base as consumers
 from bids.models import Bid, LotEvent
 from lots.services import delete_lot
 

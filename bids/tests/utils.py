@@ -7,12 +7,12 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
-from channels.layers import get_channel_layer
 from django.db import connection
 
 from bids.events import lot_group, user_group
 from bids.models import Bid, LotEvent
 from bids.services import place_bid
+from realtime import fanout
 
 # The marker that ends a drain must come; generous for a loaded machine.
 DRAIN_TIMEOUT = 30
@@ -41,15 +41,15 @@ def public_bids(lot) -> list[tuple[str, Decimal, bool]]:
 
 
 class Inbox:
-    """Channels added to groups on the real channel layer, read back after the fact.
+    """Rooms of the real fan-out (`realtime.fanout`), joined on an event loop of this inbox's own, read back after the fact.
 
-    Every call runs on one event loop of its own: a channel layer's receive
-    buffers belong to the loop that first waited on them.
+    Each message comes as a dict: `type` "lot.event" (with `lot_id`, `seq`),
+    "text" (a chat or notification frame) or "close", and its `text`.
     """
 
     def __init__(self) -> None:
-        self.layer = get_channel_layer()
-        self.groups: dict[str, str] = {}
+        self.received: dict[str, list[dict]] = {}
+        self.markers: dict[str, tuple[str, asyncio.Future]] = {}
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -57,11 +57,30 @@ class Inbox:
     def _run(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=DRAIN_TIMEOUT + 5)
 
-    def join(self, group: str) -> str:
-        channel = self._run(self.layer.new_channel())
-        self._run(self.layer.group_add(group, channel))
-        self.groups[group] = channel
-        return channel
+    # The fan-out's member interface, called on the inbox's loop.
+    def receive_frame(self, room: str, frame) -> None:
+        marker = self.markers.get(room)
+        if marker is not None and frame.text == marker[0]:
+            marker[1].set_result(None)
+            return
+        kinds = {fanout.EVENT: "lot.event", fanout.TEXT: "text", fanout.CLOSE: "close"}
+        message = {"type": kinds[frame.kind], "text": frame.text}
+        if frame.kind == fanout.EVENT:
+            message.update(lot_id=frame.lot_id, seq=frame.seq)
+        self.received[room].append(message)
+
+    def receive_count(self, room: str, count: int) -> None:
+        pass
+
+    def lost(self) -> None:
+        pass
+
+    def join(self, room: str) -> None:
+        self.received[room] = []
+        self._run(self._join(room))
+
+    async def _join(self, room: str) -> None:
+        await fanout.get_hub().join(room, self)
 
     def watch_user(self, user) -> None:
         self.join(user_group(user.pk))
@@ -69,9 +88,21 @@ class Inbox:
     def watch_lot(self, lot) -> None:
         self.join(lot_group(lot.pk))
 
-    def drain(self, group: str) -> list[dict]:
-        """Every message the group sent the channel since the last drain (all sent before this call)."""
-        return self._run(_receive_all(self.layer, self.groups[group]))
+    def drain(self, room: str) -> list[dict]:
+        """Every message sent to the room since the last drain (all sent before this call)."""
+        return self._run(self._drain(room))
+
+    async def _drain(self, room: str) -> list[dict]:
+        # A marker published after them comes after them: the fan-out keeps a room's order.
+        text, arrived = self.markers[room] = (
+            f"inbox-marker-{uuid.uuid4().hex}",
+            asyncio.get_running_loop().create_future(),
+        )
+        await fanout.publish_async([{"room": room, "kind": "text", "text": text}])
+        async with asyncio.timeout(DRAIN_TIMEOUT):
+            await arrived
+        messages, self.received[room] = self.received[room], []
+        return messages
 
     def user_messages(self, user) -> list[dict]:
         """The private events sent to `user` since the last read, decoded."""
@@ -81,34 +112,16 @@ class Inbox:
         return [m["type"] for m in self.user_messages(user)]
 
     def lot_messages(self, lot) -> list[dict]:
-        """The raw `lot.event` messages sent to the lot's room since the last read."""
+        """The messages sent to the lot's room since the last read."""
         return self.drain(lot_group(lot.pk))
 
     def close(self) -> None:
         try:
-            for group, channel in self.groups.items():
-                self._run(self.layer.group_discard(group, channel))
+            self._run(fanout.close_hub())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=5)
-            # channels_redis closes the connections it opened on a loop when that loop closes;
-            # left open, they break the next release of the layer from another loop.
             self.loop.close()
-
-
-async def _receive_all(layer, channel: str) -> list[dict]:
-    """Every message already sent to `channel`: read up to a marker sent after them.
-
-    A channel delivers in the order sent, so nothing sent before the marker is
-    missed, however slowly a loaded machine reads (a quiet window would end early).
-    """
-    marker = {"type": "inbox.marker", "id": uuid.uuid4().hex}
-    await layer.send(channel, marker)
-    messages = []
-    async with asyncio.timeout(DRAIN_TIMEOUT):
-        while (message := await layer.receive(channel)).get("id") != marker["id"]:
-            messages.append(message)
-    return messages
 
 
 def run_threads(target, args_list) -> list:

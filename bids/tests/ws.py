@@ -16,16 +16,16 @@ from unittest import mock
 
 import redis.asyncio
 from channels.db import database_sync_to_async
-from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.utils import timezone
 
 from auction_site.asgi import application
-from bids import consumers, events
+from bids import events
 from bids.events import auction_group, lot_group
-from bids.presence import RedisPresence
 from conftest import access_token_for
+from realtime import fanout
+from realtime.consumers import base as consumers
 
 ORIGIN = (b"origin", b"http://localhost")
 # For a frame that must come: generous enough for a machine at load 12 (a timeout kills
@@ -120,10 +120,7 @@ class Sockets:
         for communicator in self.opened:
             if not communicator.future.done():
                 await self._disconnect(communicator)
-                # One at a time, a moment apart: a cancellation that lands just as
-                # channels_redis hands its receive lock over is the one most often lost.
-                await asyncio.sleep(0.005)
-        await release_channel_layer()
+        await fanout.close_hub()
         if crashed and exc_info[0] is None:
             raise AssertionError(f"a consumer crashed: {crashed!r}") from crashed[0]
 
@@ -131,10 +128,7 @@ class Sockets:
     async def _disconnect(communicator: WebsocketCommunicator) -> None:
         """Send the disconnect; a consumer still running after DISCONNECT_TIMEOUT is cancelled again.
 
-        By then its disconnect handler has run. What can linger is its channel
-        layer receive: redis-py 8 sometimes loses a task's cancellation while a
-        command is in flight, and the receive then goes on with its next 5 s
-        BZPOPMIN; a second cancellation ends it.
+        By then its disconnect handler has run; what lingers is a handler stuck in I/O.
         """
         await communicator.send_input({"type": "websocket.disconnect", "code": 1000})
         with contextlib.suppress(TimeoutError):
@@ -176,24 +170,13 @@ class Sockets:
         return await socket.close_code()
 
 
-async def release_channel_layer() -> None:
-    """Drop this test's channel layer, so the next test (on a new event loop) gets a fresh one.
-
-    channels_redis keeps per-channel locks that its cleanup tasks release
-    later; a lock left held when a test's loop closes would hang the next test.
-    """
-    layer = channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
-    if hasattr(layer, "close_pools"):
-        await layer.close_pools()
-
-
 async def forget_presence(lot) -> None:
     """Drop a lot's watcher count left in Redis by an earlier, killed run (lot ids repeat from run to run)."""
     if not settings.REDIS_URL:
         return
     client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
     try:
-        await client.delete(RedisPresence.key(lot_group(lot.pk)))
+        await client.delete(fanout.Hub.counts_key(lot_group(lot.pk)))
     finally:
         await client.aclose()
 
@@ -217,15 +200,15 @@ def without_broadcast(func, *args, **kwargs):
 
 async def send_to_room(lot_id: int, seq: int, text: str) -> None:
     """Deliver a lot event to the room directly, as a late or repeated broadcast would."""
-    await get_channel_layer().group_send(
-        lot_group(lot_id), {"type": "lot.event", "lot_id": lot_id, "seq": seq, "text": text}
+    await fanout.publish_async(
+        [{"room": lot_group(lot_id), "kind": "event", "lot_id": lot_id, "seq": seq, "text": text}]
     )
 
 
 async def send_to_sale(slug: str, lot_id: int, seq: int, text: str) -> None:
     """Deliver a lot event to its sale's room directly, as a late or repeated broadcast would."""
-    await get_channel_layer().group_send(
-        auction_group(slug), {"type": "lot.event", "lot_id": lot_id, "seq": seq, "text": text}
+    await fanout.publish_async(
+        [{"room": auction_group(slug), "kind": "event", "lot_id": lot_id, "seq": seq, "text": text}]
     )
 
 

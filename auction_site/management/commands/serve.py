@@ -2,12 +2,11 @@ import asyncio
 import logging
 
 from daphne.endpoints import build_endpoint_description_strings
-from daphne.server import Server
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from auction_site.daphne_protocol import BoundedSendWebSocketProtocol
 from auction_site.logs import access_log
+from realtime.server import AuctionServer
 
 logger = logging.getLogger("auction_site.serve")
 
@@ -60,11 +59,10 @@ class Command(BaseCommand):
         }
 
         def ready() -> None:
-            server.ws_factory.protocol = BoundedSendWebSocketProtocol
             if with_clock:
                 start_clock()
 
-        server = Server(
+        server = AuctionServer(
             application=application,
             endpoints=build_endpoint_description_strings(host=host, port=port),
             # Daphne's own access log writes the full URI, query string and all.

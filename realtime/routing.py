@@ -13,8 +13,8 @@ from django.urls.converters import SlugConverter
 
 import lots.urls  # noqa: F401  registers the `id` converter: a row id of at most 18 digits
 from accounts.middleware import accept_and_close
-from bids import consumers
 from lots.models import Auction
+from realtime import consumers
 
 
 class SaleSlugConverter(SlugConverter):
