@@ -90,7 +90,18 @@ class Member(Protocol):
 
 
 class Room:
-    __slots__ = ("announced", "counted", "members", "name", "newcomers", "remote", "subscribed", "unsubscribe_at")
+    __slots__ = (
+        "announced",
+        "counted",
+        "last_seq",
+        "members",
+        "name",
+        "newcomers",
+        "remote",
+        "snapshot",
+        "subscribed",
+        "unsubscribe_at",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -101,6 +112,8 @@ class Room:
         self.announced: int | None = None
         self.subscribed: asyncio.Future | None = None
         self.unsubscribe_at: float | None = None
+        self.last_seq = 0  # the highest `seq` of the events that reached the room
+        self.snapshot: tuple[float, int, Any] | None = None  # (valid until, seq, value): see Hub.snapshot
 
     def total(self, live: set[str] | None) -> int:
         others = self.remote.values() if live is None else (n for p, n in self.remote.items() if p in live)
@@ -200,11 +213,7 @@ class Hub:
     # --- Publishing ------------------------------------------------------------
 
     async def publish(self, items: list[tuple[str, bytes]]) -> None:
-        """Send (room, encoded) pairs to every process's members, in order."""
-        if self.redis is None:
-            for name, data in items:
-                self.deliver(name, decode(data))
-            return
+        """Send (room, encoded) pairs through Redis to every process's members, in order."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for name, data in items:
                 pipe.publish(self.prefix + name, data)
@@ -221,11 +230,35 @@ class Hub:
                 room.remote[process_id] = count
                 self._announce_soon(room)
             return
+        if frame.kind == EVENT and frame.seq > room.last_seq:
+            room.last_seq = frame.seq
         for member in list(room.members):
             try:
                 member.receive_frame(name, frame)
             except Exception:
                 logger.exception("delivering to a socket of %s failed", name)
+
+    def snapshot(self, name: str) -> Any:
+        """The value `keep_snapshot` kept for room `name`, while valid: no later event reached the room, not expired."""
+        room = self.rooms.get(name)
+        if room is None or room.snapshot is None:
+            return None
+        until, seq, value = room.snapshot
+        if until <= self.loop.time() or seq < room.last_seq:
+            room.snapshot = None
+            return None
+        return value
+
+    def keep_snapshot(self, name: str, seq: int, value: Any, *, seconds: float) -> None:
+        """Keep `value`, a state of room `name` as of its event `seq`, for a joiner in the next `seconds` to reuse.
+
+        A member that joined before it is read misses nothing with it: an event
+        that reached the room before is in it (its seq is not later), and one
+        that reaches the room after comes to the member too.
+        """
+        room = self.rooms.get(name)
+        if room is not None and seq >= room.last_seq:
+            room.snapshot = (self.loop.time() + seconds, seq, value)
 
     # --- Counts ----------------------------------------------------------------
 

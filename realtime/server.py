@@ -1,6 +1,6 @@
 """Daphne, as `manage.py serve` runs it: frames written straight to the socket, and a bound on what a slow reader costs.
 
-Two small adaptations, both on daphne's own classes:
+Three small adaptations, on daphne's own classes:
 
 1. **Direct writes** (`AuctionServer`): a WebSocket's scope carries the ASGI
    extension `auction.send_frame`, a function that writes one frame on the
@@ -18,10 +18,17 @@ Two small adaptations, both on daphne's own classes:
    4008 instead; the client reconnects with `?since=<last seq>` and is replayed
    what it missed. Healthy sockets, whose buffer stays empty, pay one length
    check per frame.
+
+3. **No full garbage collection of start-up's objects**: once serving, what
+   was loaded (Django, the URLconf, the serializers) is frozen out of the
+   collector's generations (`gc.freeze`); full collections had paused the
+   process 72-90 ms every few seconds under fan-out, walking objects that live
+   as long as the process.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from daphne.server import Server
@@ -92,6 +99,8 @@ class AuctionServer(Server):
             self.ws_factory.protocol = BoundedSendWebSocketProtocol
             if ready is not None:
                 ready()
+            gc.collect()
+            gc.freeze()
 
         self.ready_callable = install
         super().run()

@@ -17,6 +17,7 @@ from bids.exceptions import BidRejected, InvalidBid
 from bids.serializers import BidSerializer, ChatMessageSerializer
 from lots import selectors as lot_selectors
 from lots import services as lot_services
+from lots.models import LotStatus
 from lots.serializers import LotSerializer, RegistrationSerializer
 from realtime.consumers.base import (
     CLOSE_NOT_FOUND,
@@ -29,8 +30,12 @@ from realtime.consumers.base import (
     user_context,
 )
 from realtime.consumers.threads import on_hot_path_threads
-from realtime.fanout import Frame
+from realtime.fanout import Frame, get_hub
 from realtime.streams import LotStream, events_since
+
+# An anonymous watcher's LOT_STATUS is everyone's: a room reuses one read this long
+# (and never past the lot's next opening or end, nor past a later event).
+JOIN_SNAPSHOT_SECONDS = 1.0
 
 
 @on_hot_path_threads
@@ -41,11 +46,28 @@ def lot_status(lot_id: int, user) -> dict[str, Any] | None:
     if lot_services.settle_lot_if_due(lot=lot):
         lot = lot_selectors.get_lot(lot_id=lot_id)
     registration = lot_selectors.get_registration(auction_id=lot.auction_id, user=user)
+    due = {LotStatus.SCHEDULED: lot.starts_at, LotStatus.OPEN: lot.ends_at}.get(lot.status)
     return {
         "seq": lot.seq,
         "lot": LotSerializer(lot, context=user_context(user)).data,
         "registration": RegistrationSerializer(registration).data if registration else None,
+        "fresh_for": JOIN_SNAPSHOT_SECONDS if due is None else min(JOIN_SNAPSHOT_SECONDS, seconds_until(due)),
     }
+
+
+def seconds_until(moment) -> float:
+    return (moment - timezone.now()).total_seconds()
+
+
+async def status_for_join(lot_id: int, user) -> dict[str, Any] | None:
+    """The lot's state for a socket that just joined its room: one read, shared by anonymous joiners."""
+    room, hub = lot_group(lot_id), get_hub()
+    if not user.is_authenticated and (status := hub.snapshot(room)) is not None:
+        return status
+    status = await lot_status(lot_id, user)
+    if status is not None and not user.is_authenticated and status["fresh_for"] > 0:
+        hub.keep_snapshot(room, status["seq"], status, seconds=status["fresh_for"])
+    return status
 
 
 @database_sync_to_async
@@ -140,7 +162,7 @@ class LotConsumer(SocketConsumer):
         # then either in the snapshot (and dropped by seq) or held by the stream.
         # Counted once the state is sent: the count reaches a socket that has it.
         await self.join(lot_group(self.lot_id))
-        status = await lot_status(self.lot_id, user)
+        status = await status_for_join(self.lot_id, user)
         if status is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
