@@ -111,6 +111,20 @@ def _abuse_limits_off(_clear_cache, settings):
     settings.WS_CONNECTIONS_PER_IP = 0
 
 
+@pytest.fixture
+def redis_unreachable(_clear_cache, settings, monkeypatch):
+    """The fan-out's Redis (`settings.REDIS_URL`) is a port where nothing listens, on either leg.
+
+    `realtime.fanout` keeps one client for request threads, made on first use:
+    it is made afresh for the dead address, and the real one is back afterwards.
+    """
+    from realtime import fanout
+
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    monkeypatch.setattr(fanout, "_sync_redis", None)
+    return settings.REDIS_URL
+
+
 # Seconds into its 60 s window at which the abuse limits' clock stands still in tests.
 RATE_WINDOW_AT = 36.5
 

@@ -8,7 +8,6 @@ servers stored is then compared with what the clients were told.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import json
@@ -28,11 +27,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from asgiref.sync import async_to_sync
-from channels_redis.core import RedisChannelLayer
 from websockets.exceptions import ConnectionClosed
 
-from auction_site.tests.reliability import FULL, size
+from auction_site.tests.reliability import size
 from auction_site.tests.servers import (
     BASE_DIR,
     MANAGE,
@@ -48,14 +45,15 @@ from auction_site.tests.servers import (
     wait_until,
     ws_connect,
 )
-from bids.presence import PRESENCE_TTL_SECONDS
+from realtime import fanout
+from realtime.processes import PROCESSES_KEY
 
 pytestmark = [pytest.mark.services, pytest.mark.reliability]
 
 # The other throttles would refuse a test's own burst of bids and sockets from 127.0.0.1.
 UNTHROTTLED = {"BIDS_PER_MINUTE": "0", "WS_CONNECTIONS_PER_IP": "0"}
-# Seconds: short, so that tests see the channel layer drop members that are not re-added.
-GROUP_EXPIRY = 6
+# Seconds: short, so that tests see a dead process's heartbeat lapse (REALTIME_PROCESS_TTL_SECONDS).
+PROCESS_TTL = 6
 LOT_CONSUMER = {"consumer": "LotConsumer"}
 
 
@@ -257,7 +255,7 @@ def test_bidding_goes_on_while_redis_is_stopped_and_watchers_get_exactly_what_th
     tmp_path, static_root, private_redis
 ):
     outage = size(5, 30)
-    env = {"REDIS_URL": private_redis.url, "CHANNEL_LAYER_GROUP_EXPIRY": str(GROUP_EXPIRY), **UNTHROTTLED}
+    env = {"REDIS_URL": private_redis.url, "REALTIME_PROCESS_TTL_SECONDS": str(PROCESS_TTL), **UNTHROTTLED}
     # A long outage misses more than the default 500 events (which would get a fresh LOT_STATUS).
     env["WS_REPLAY_LIMIT"] = "100000"
     with serve_web(tmp_path, static_root, 2, **env) as web, ExitStack() as open_:
@@ -278,7 +276,8 @@ def test_bidding_goes_on_while_redis_is_stopped_and_watchers_get_exactly_what_th
         private_redis.kill()
         killed_at = time.monotonic()
         # A socket may still answer a bid (it is stored) before its room's loss closes it.
-        ws_answer, ws_frame = _ws_bid(ws_bidder, book.min_next, "during-redis-outage")
+        ws_amount = book.min_next
+        ws_answer, ws_frame = _ws_bid(ws_bidder, ws_amount, "during-redis-outage")
         closes = [_close_code(ws, timeout=30) for ws in [*watchers, ws_bidder]]
         closed_in = time.monotonic() - killed_at
         refused = _close_code(open_.enter_context(ws_connect(f"{one.ws}{path}", origin=one.url)), timeout=30)
@@ -289,26 +288,29 @@ def test_bidding_goes_on_while_redis_is_stopped_and_watchers_get_exactly_what_th
         restarted_at = time.monotonic()
         wait_until(lambda: book.accepted_after(restarted_at) >= 5, timeout=60, what="bids after Redis came back")
         stop_bidders(book, bidders)
+        if ws_answer == "closed":
+            # Closed before its answer came (the bid may be stored): the client sends it again, same request_id.
+            with ws_connect(f"{one.ws}{path}?token={tokens[2]}", origin=one.url) as again:
+                next_frame(again, "LOT_STATUS")
+                retried, ws_frame = _ws_bid(again, ws_amount, "during-redis-outage")
+            ws_answer = f"closed, then {retried}" + (" (replayed)" if ws_frame and ws_frame.get("replayed") else "")
         final_seq = http("GET", f"{one.url}/api/lots/{lot_id}/").json()["seq"]
         replays = [
             frames_since(f"{server.ws}{path}", server.url, since=last_seq, until_seq=final_seq, timeout=90)
             for server, (last_seq, _) in zip(homes, live, strict=True)
         ]
         replayed_in = time.monotonic() - restarted_at
-        # The room is rebuilt by the sockets that reconnect: in the group and in the presence count.
-        layer_redis = redis.Redis.from_url(private_redis.url)
-        group, presence = f"asgi:group:lot.{lot_id}", f"presence:lot.{lot_id}"
+        # The room is rebuilt by the sockets that reconnect: subscribed again, and counted.
+        rt_redis = redis.Redis.from_url(private_redis.url)
         with (
             ws_connect(f"{one.ws}{path}", origin=one.url) as first,
             ws_connect(f"{two.ws}{path}", origin=two.url) as second,
         ):
-            # Channels of sockets whose connect or close failed on a pooled connection to the
-            # old Redis are no longer re-added: the next broadcast after the group expiry drops them.
-            time.sleep(GROUP_EXPIRY + 1)
+            for ws in (first, second):
+                next_frame(ws, "LOT_STATUS")
             last = http_bid(one.url, tokens[0] if book.leader != tokens[0] else tokens[1], lot_id, book.min_next)
             delivered = [next_frame(ws, "NEW_BID")["bid"]["id"] for ws in (first, second)]
-            members = {m.decode() for m in layer_redis.zrange(group, 0, -1)}
-            counted = {m.decode() for m in layer_redis.zrange(presence, 0, -1)}
+            subscribed = rt_redis.pubsub_numsub(f"rt:0:lot.{lot_id}")[0][1]
 
             # Sockets closed by the outage leave this process's books too (each counts 1 here),
             # within a bound: a consumer may still be waiting out the pool's timeout on the old Redis.
@@ -322,14 +324,13 @@ def test_bidding_goes_on_while_redis_is_stopped_and_watchers_get_exactly_what_th
             with contextlib.suppress(AssertionError):
                 wait_until(lambda: open_sockets() == [1, 1], timeout=30, what="one open socket per process")
             gauges, gauges_settled_in = open_sockets(), time.monotonic() - settle_started
-            if FULL:  # Presence entries of failed sockets lapse within the presence TTL.
-                wait_until(
-                    lambda: layer_redis.zcard(presence) == 2, timeout=PRESENCE_TTL_SECONDS + 10, what="a count of two"
-                )
+            # Redis lost every count with its restart: each process writes its own again (at its
+            # next count change or heartbeat), and the sockets closed by the outage are not among them.
+            wait_until(lambda: live_count(rt_redis, lot_id) == 2, timeout=PROCESS_TTL + 30, what="a count of two")
         outputs = [server.output() for server in web]
 
     stored = _stored(lot_id)
-    ws_accepted = {ws_frame["bid"]["id"]} if ws_answer == "BID_ACCEPTED" else set()
+    ws_accepted = {ws_frame["bid"]["id"]} if ws_answer.endswith(("BID_ACCEPTED", "(replayed)")) else set()
     last_id = last.json()["bid"]["id"]
     print(
         f"outage {outage} s: {accepted_during} REST bids accepted during it, {len(stored['bid_ids'])} in all; "
@@ -343,14 +344,13 @@ def test_bidding_goes_on_while_redis_is_stopped_and_watchers_get_exactly_what_th
     # Open sockets lose their room with Redis: closed with 1011; new ones are refused the same way.
     assert closes == [1011] * 4
     assert refused == 1011
-    assert ws_answer in {"BID_ACCEPTED", "BID_REJECTED", "closed"}
+    assert ws_answer.split(", then ")[-1].split(" ")[0] in {"BID_ACCEPTED", "BID_REJECTED"}, ws_answer
     for replay, (last_seq, live_ids) in zip(replays, live, strict=True):
         assert [frame["seq"] for frame in replay] == list(range(last_seq + 1, final_seq + 1))
         assert live_ids | {f["bid"]["id"] for f in replay if f["type"] == "NEW_BID"} == stored["public_ids"] - {last_id}
     assert delivered == [last_id] * 2
-    assert len(members) == 2
+    assert subscribed == 2  # One subscription per process, made afresh after the loss.
     assert gauges == [1, 1]
-    assert members <= counted  # Every socket of the room is counted.
     assert not server_errors(*outputs)
     assert any(f"broadcast failed for lot {lot_id}" in output for output in outputs)
 
@@ -468,11 +468,23 @@ def _stored_in(database_url: str, lot_id: int) -> dict:
 # --- 3. kill -9 of one web process ---------------------------------------------------------------
 
 
+def live_count(client: redis.Redis, lot_id: int) -> int:
+    """A lot's watchers as every process sums them: the per-process counts of processes whose heartbeat is live."""
+    live = {m.decode() for m in client.zrangebyscore(PROCESSES_KEY, time.time(), "+inf")}
+    counts = client.hgetall(fanout.Hub.counts_key(f"lot.{lot_id}"))
+    return sum(int(n) for process, n in counts.items() if process.decode() in live)
+
+
+def process_ids(client: redis.Redis, lot_id: int) -> dict[str, str]:
+    """pid -> process id of the processes that count watchers of the lot."""
+    return {p.decode().split("-")[0]: p.decode() for p in client.hkeys(fanout.Hub.counts_key(f"lot.{lot_id}"))}
+
+
 @pytest.mark.django_db(transaction=True)
-def test_a_killed_web_process_leaves_the_room_within_the_group_expiry_and_the_others_carry_on(
+def test_a_killed_web_process_leaves_the_count_within_its_heartbeat_ttl_and_the_others_carry_on(
     tmp_path, static_root, private_redis
 ):
-    env = {"REDIS_URL": private_redis.url, "CHANNEL_LAYER_GROUP_EXPIRY": str(GROUP_EXPIRY), **UNTHROTTLED}
+    env = {"REDIS_URL": private_redis.url, "REALTIME_PROCESS_TTL_SECONDS": str(PROCESS_TTL), **UNTHROTTLED}
     with serve_web(tmp_path, static_root, 3, **env) as web, ExitStack() as open_:
         seller = register_and_log_in(web[0].url, "sid")
         tokens = [register_and_log_in(web[0].url, name) for name in ("bea", "bob")]
@@ -485,12 +497,11 @@ def test_a_killed_web_process_leaves_the_room_within_the_group_expiry_and_the_ot
         for sockets in watchers.values():
             for ws in sockets:
                 next_frame(ws, "LOT_STATUS")
-        layer_redis = redis.Redis.from_url(private_redis.url)
-        group, presence = f"asgi:group:lot.{lot_id}", f"presence:lot.{lot_id}"
-        wait_until(lambda: layer_redis.zcard(presence) == 6, timeout=30, what="six watchers counted")
-        members_before = {m.decode() for m in layer_redis.zrange(group, 0, -1)}
+        rt_redis = redis.Redis.from_url(private_redis.url)
+        wait_until(lambda: live_count(rt_redis, lot_id) == 6, timeout=30, what="six watchers counted")
+        dead = process_ids(rt_redis, lot_id)[str(web[0].process.pid)]
 
-        web[0].process.kill()  # SIGKILL: its sockets never say goodbye.
+        web[0].process.kill()  # SIGKILL: its sockets never say goodbye, its count is never taken back.
         web[0].process.wait(10)
         killed_at = time.time()
         survivors = [ws for n in (1, 2) for ws in watchers[n]]
@@ -500,26 +511,29 @@ def test_a_killed_web_process_leaves_the_room_within_the_group_expiry_and_the_ot
         ]
         right_after = [next_frame(ws, "NEW_BID")["seq"] for ws in survivors for _ in range(2)]
 
-        time.sleep(GROUP_EXPIRY * 1.5)  # Longer than the expiry: the survivors' sockets are older than it.
+        wait_until(lambda: live_count(rt_redis, lot_id) == 4, timeout=PROCESS_TTL + 60, what="the dead ones uncounted")
+        left_after = time.time() - killed_at
+        dead_lapsed_at = rt_redis.zscore(PROCESSES_KEY, dead)  # None once a survivor's beat swept it.
+        # What the survivors' sockets are told: the count without the dead process's watchers.
+        told = [_count_reaches(ws, 4, timeout=PROCESS_TTL + 60) for ws in survivors]
         later = http_bid(web[2].url, tokens[0], lot_id, "22.00")
-        expired_after = time.time() - killed_at
         after_expiry = [next_frame(ws, "NEW_BID")["seq"] for ws in survivors]
-        members_after = {m.decode() for m in layer_redis.zrange(group, 0, -1)}
-        presence_lapses = {m.decode(): score for m, score in layer_redis.zrange(presence, 0, -1, withscores=True)}
 
-    print(f"group {len(members_before)} -> {len(members_after)} members {expired_after:.1f} s after the kill")
+    print(f"the killed process's watchers left the count {left_after:.1f} s after the kill (TTL {PROCESS_TTL} s)")
     assert [reply.status for reply in [*bidding, later]] == [201, 201, 201]
     assert sorted(right_after) == sorted([1, 2] * 4)
     assert after_expiry == [3] * 4
-    assert len(members_before) == 6
-    # Only the survivors' four channels: the dead process's two were dropped by the expiry.
-    assert len(members_after) == 4 and members_after < members_before
-    dead = members_before - members_after
-    # Presence entries of the dead channels are no longer refreshed: they lapse within the TTL.
-    assert all(
-        presence_lapses[name] <= killed_at + PRESENCE_TTL_SECONDS + 1 for name in dead if name in presence_lapses
-    )
-    assert all(presence_lapses[name] > time.time() for name in members_after)
+    # Its heartbeat was never renewed after the kill: it lapsed within the TTL.
+    assert dead_lapsed_at is None or dead_lapsed_at <= killed_at + PROCESS_TTL + 1
+    assert told == [4] * 4
+
+
+def _count_reaches(ws, count: int, *, timeout: float) -> int:
+    """Read USERS_COUNT frames until one says `count` (which it returns); fails at the deadline."""
+    deadline = time.monotonic() + timeout
+    while (told := next_frame(ws, "USERS_COUNT", timeout=max(deadline - time.monotonic(), 0.01))["count"]) != count:
+        pass
+    return told
 
 
 def http_bid(base_url: str, token: str, lot_id: int, amount: str):
@@ -611,14 +625,15 @@ class HealthyWatcher(threading.Thread):
 def _send_ballast(redis_url: str, lot_id: int, frames: int) -> None:
     """Large frames into the lot's room, as a busy lot's traffic would be: past the kernel's socket buffers."""
     text = json.dumps({"type": "BALLAST", "fill": "x" * BALLAST_FRAME_BYTES})
-
-    async def send_all() -> None:
-        layer = RedisChannelLayer(hosts=[redis_url])
+    room = f"lot.{lot_id}"
+    client = redis.Redis.from_url(redis_url)
+    try:
         for _ in range(frames):
-            await layer.group_send(f"lot.{lot_id}", {"type": "lot.chat", "text": text})
-            await asyncio.sleep(0.02)  # About 3 MB/s: a reader keeps up with it, a stalled socket does not.
-
-    async_to_sync(send_all)()
+            # As the fan-out publishes a room's text frame (a chat message's, say).
+            client.publish(fanout.channel_prefix(redis_url) + room, fanout.encode(fanout.TEXT, text))
+            time.sleep(0.02)  # About 3 MB/s: a reader keeps up with it, a stalled socket does not.
+    finally:
+        client.close()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -187,11 +187,7 @@ def test_not_ready_without_the_database(api_client):
 
 
 @pytest.mark.django_db
-def test_not_ready_without_the_channel_layer(api_client, settings):
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"]}}
-    }
-
+def test_not_ready_without_the_fanouts_redis(api_client, redis_unreachable):
     response = api_client.get("/api/ready/")
 
     assert response.status_code == 503

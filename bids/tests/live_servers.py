@@ -1,10 +1,11 @@
-"""Real daphne processes for tests that need several servers sharing PostgreSQL and Redis.
+"""Real `manage.py serve` processes for tests that need several servers sharing PostgreSQL and Redis.
 
     with live_servers(2, env={"DATABASE_URL": ..., "REDIS_URL": ...}) as urls:
         ...  # urls == ["http://127.0.0.1:PORT", ...]
 
-Each process serves `auction_site.asgi:application` on a free port; the
-context manager returns once every /api/health/ answers 200, and always
+Each process is `manage.py serve --no-clock` (daphne with the project's
+adaptation, `realtime.server`: frames written straight to the socket) on a
+free port; the context manager returns once every /api/health/ answers 200, and always
 stops the processes on the way out. An exception raised inside the block
 carries the servers' stderr as a note, so a failure shows what they logged.
 `live_server_processes` yields the `Server`s themselves, for tests that read
@@ -30,8 +31,8 @@ from urllib.parse import quote
 from django.conf import settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DAPHNE = Path(sys.executable).with_name("daphne")
-# Starting is what must happen: generous, since two daphnes start at once on a machine that may be
+MANAGE = [sys.executable, str(PROJECT_ROOT / "manage.py")]
+# Starting is what must happen: generous, since two servers start at once on a machine that may be
 # at load 12 or more (20 s was missed at load 20). A healthy start returns as soon as it answers.
 STARTUP_TIMEOUT = 120
 STOP_TIMEOUT = 5
@@ -59,13 +60,22 @@ def database_url_for_tests(name: str | None = None) -> str:
 
 
 class Server:
-    def __init__(self, stack: ExitStack, env: dict[str, str], port: int) -> None:
+    def __init__(self, stack: ExitStack, env: dict[str, str], port: int, *, access_log: bool = False) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{self.port}"
         # Closed (and deleted) by the caller's ExitStack, after the process stops.
-        self.log = stack.enter_context(tempfile.NamedTemporaryFile("w+", prefix="daphne-", suffix=".log"))  # noqa: SIM115
+        self.log = stack.enter_context(tempfile.NamedTemporaryFile("w+", prefix="serve-", suffix=".log"))  # noqa: SIM115
         self.process = subprocess.Popen(
-            [str(DAPHNE), "-b", "127.0.0.1", "-p", str(self.port), "auction_site.asgi:application"],
+            [
+                *MANAGE,
+                "serve",
+                "--no-clock",
+                *([] if access_log else ["--no-access-log"]),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=self.log,
@@ -109,33 +119,36 @@ def request(method: str, url: str, *, token: str | None = None, data: dict | Non
 
 
 def logs(servers: list[Server]) -> str:
-    return "\n".join(f"--- daphne {s.url} (exit code {s.process.poll()}) ---\n{s.output()[-8000:]}" for s in servers)
+    return "\n".join(f"--- serve {s.url} (exit code {s.process.poll()}) ---\n{s.output()[-8000:]}" for s in servers)
 
 
 @contextmanager
-def live_servers(count: int, *, env: dict[str, str]) -> Iterator[list[str]]:
-    """Start `count` daphne processes with `env` added to this one's; yield their base URLs."""
-    with live_server_processes(count, env=env) as servers:
+def live_servers(count: int, *, env: dict[str, str], access_log: bool = False) -> Iterator[list[str]]:
+    """Start `count` `manage.py serve` processes with `env` added to this one's; yield their base URLs.
+
+    `access_log`: each request is logged (scrubbed of credentials) in the process's output.
+    """
+    with live_server_processes(count, env=env, access_log=access_log) as servers:
         yield [s.url for s in servers]
 
 
 @contextmanager
-def live_server_processes(count: int, *, env: dict[str, str]) -> Iterator[list[Server]]:
+def live_server_processes(count: int, *, env: dict[str, str], access_log: bool = False) -> Iterator[list[Server]]:
     """Like `live_servers`, but yield the `Server`s, whose output the caller may read."""
     process_env = {**os.environ, "DEBUG": "1", "PYTHONUNBUFFERED": "1", **env}
-    process_env.pop("DJANGO_SETTINGS_MODULE", None)  # asgi.py sets the project's own.
+    process_env.pop("DJANGO_SETTINGS_MODULE", None)  # manage.py sets the project's own.
     servers: list[Server] = []
     with ExitStack() as stack:
         try:
             ports: set[int] = set()
             while len(ports) < count:
                 ports.add(free_port())
-            servers.extend(Server(stack, process_env, port) for port in sorted(ports))
+            servers.extend(Server(stack, process_env, port, access_log=access_log) for port in sorted(ports))
             deadline = time.monotonic() + STARTUP_TIMEOUT
             waiting = list(servers)
             while waiting:
                 if any(s.process.poll() is not None for s in waiting):
-                    raise AssertionError("a daphne process exited while starting")
+                    raise AssertionError("a server process exited while starting")
                 if time.monotonic() > deadline:
                     raise AssertionError(f"no healthy answer within {STARTUP_TIMEOUT} s")
                 waiting = [s for s in waiting if not s.healthy()]

@@ -381,7 +381,7 @@ def test_bid_storm_over_rest_and_websocket_on_two_processes(make_lot, make_user)
     tokens = [access_token_for(u) for u in users]
     watcher_tokens = [access_token_for(make_user(f"watcher{i:03d}")) for i in range(WATCHERS // 2)]
 
-    with live_server_processes(2, env=server_env()) as servers:
+    with live_server_processes(2, env=server_env(), access_log=True) as servers:
         bidders = make_bidders(lot, servers, users, tokens)
 
         async def bid_all(bidder: Bidder, pool: ThreadPoolExecutor) -> None:
@@ -446,7 +446,7 @@ def test_a_soft_closing_lot_closes_exactly_once_while_bids_race_its_end(make_lot
     tokens = [access_token_for(u) for u in users]
     watcher_tokens = [access_token_for(make_user(f"lwatcher{i:03d}")) for i in range(LATE_WATCHERS // 2)]
 
-    with live_server_processes(2, env=server_env()) as servers, clock_processes() as clocks:
+    with live_server_processes(2, env=server_env(), access_log=True) as servers, clock_processes() as clocks:
         clocks.start(2)
         now = timezone.now()
         lot = make_lot(

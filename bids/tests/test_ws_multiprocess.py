@@ -1,4 +1,4 @@
-"""Two real daphne processes share PostgreSQL and Redis: every watcher on either gets every event, in order."""
+"""Two real `manage.py serve` processes share PostgreSQL and Redis: every watcher on either gets every event, in order."""
 
 import asyncio
 import json
@@ -18,8 +18,8 @@ pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 # A frame that must come; generous for a loaded machine.
 RECEIVE_TIMEOUT = 30
-# Longer than redis-py's 5 s default read timeout, which channels-redis's 5 s
-# BZPOPMIN must not run into: an idle socket has to stay open.
+# Longer than the fan-out's ping interval (realtime.fanout.PING_INTERVAL_SECONDS, 5 s), in which an idle
+# pub/sub connection reads nothing: an idle socket has to stay open through it.
 IDLE_SECONDS = 5.5
 
 
