@@ -36,7 +36,7 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 
 from auction_site.outages import redis_outage
-from realtime.processes import PROCESS_ID, Heartbeat
+from realtime.processes import PROCESS_ID, Heartbeat, live_ids, read_live
 
 logger = logging.getLogger(__name__)
 
@@ -115,9 +115,8 @@ class Room:
         self.last_seq = 0  # the highest `seq` of the events that reached the room
         self.snapshot: tuple[float, int, Any] | None = None  # (valid until, seq, value): see Hub.snapshot
 
-    def total(self, live: set[str] | None) -> int:
-        others = self.remote.values() if live is None else (n for p, n in self.remote.items() if p in live)
-        return self.counted + sum(others)
+    def total(self) -> int:
+        return self.counted + sum(self.remote.values())
 
 
 def channel_prefix(redis_url: str) -> str:
@@ -138,7 +137,9 @@ class Hub:
         self.redis_url = redis_url
         self.redis = self.subscriber = self.heartbeat = self.pubsub = None
         self.listener: asyncio.Task | None = None
+        self.connecting: asyncio.Task | None = None
         self.heard_at = 0.0
+        self.heard_from: dict[str, float] = {}  # another process -> when its last count arrived (monotonic)
         if redis_url:
             import redis.asyncio as redis
 
@@ -226,9 +227,11 @@ class Hub:
             return
         if frame.kind == COUNT:
             process_id, count = frame.text, frame.seq
-            if process_id != PROCESS_ID and room.remote.get(process_id) != count:
-                room.remote[process_id] = count
-                self._announce_soon(room)
+            if process_id != PROCESS_ID:
+                self.heard_from[process_id] = time.monotonic()
+                if room.remote.get(process_id) != count:
+                    room.remote[process_id] = count
+                    self._announce_soon(room)
             return
         if frame.kind == EVENT and frame.seq > room.last_seq:
             room.last_seq = frame.seq
@@ -293,12 +296,11 @@ class Hub:
                     pipe.publish(self.prefix + name, encode(COUNT, PROCESS_ID, seq=room.counted if room else 0))
                 await pipe.execute()
         announce, self.to_announce = self.to_announce, set()
-        live = self.heartbeat.live if self.heartbeat is not None else None
         for name in announce:
             room = self.rooms.get(name)
             if room is None:
                 continue
-            total = room.total(live)
+            total = room.total()
             owed = room.members if total != room.announced else room.newcomers
             room.announced = total
             for member in [m for m in owed if room.members.get(m)]:
@@ -329,9 +331,10 @@ class Hub:
             if room.counted:
                 self._write_count(pipe, room.name, room.counted)
 
-    def _processes_seen(self, live: set[str]) -> None:
+    def _processes_seen(self, live: set[str], read_at: float) -> None:
+        # A process missing from a beat's read is gone, unless a count of it arrived since the read was sent.
         for room in self.rooms.values():
-            gone = [p for p in room.remote if p not in live]
+            gone = [p for p in room.remote if p not in live and self.heard_from.get(p, 0.0) < read_at]
             if gone:
                 for process_id in gone:
                     del room.remote[process_id]
@@ -353,31 +356,42 @@ class Hub:
         await asyncio.shield(room.subscribed)
 
     async def _subscribe(self, room: Room) -> None:
-        channel = self.prefix + room.name
-        pubsub = self.pubsub
-        if pubsub is None:
-            pubsub = self.pubsub = self.subscriber.pubsub()
-        counts_read = self.loop.create_task(self.redis.hgetall(self.counts_key(room.name)))
-        try:
-            await pubsub.subscribe(channel)
-        except BaseException:
-            counts_read.cancel()
-            if self.pubsub is pubsub and self.listener is None:
-                self.pubsub = None
-            raise
-        if self.listener is None and self.pubsub is pubsub:
-            # Started after the first subscribe: redis-py reads nothing from a connection not yet made.
-            self.heard_at = time.monotonic()
-            self.listener = self.loop.create_task(self._listen(pubsub), context=contextvars.Context())
-            self.heartbeat.start()
-        counts = {process_id.decode(): int(n) for process_id, n in (await counts_read).items()}
-        live = self.heartbeat.live
+        if self.pubsub is None:
+            self.pubsub = self.subscriber.pubsub()
+            self.connecting = self.loop.create_task(self._connect(self.pubsub), context=contextvars.Context())
+        pubsub, connecting = self.pubsub, self.connecting
+        # Every join waits for the one connection: redis-py would open one per concurrent first subscribe.
+        await asyncio.shield(connecting)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.counts_key(room.name))
+            read_live(pipe)
+            counts_read = self.loop.create_task(pipe.execute())
+            try:
+                await pubsub.subscribe(self.prefix + room.name)
+            finally:
+                counts, live = await counts_read
+        live = live_ids(live)
         for process_id, count in counts.items():
-            # Before this process's first heartbeat is read, every process in the hash is taken as live.
-            if process_id != PROCESS_ID and (process_id in live or live == {PROCESS_ID}):
-                room.remote[process_id] = count
+            process_id = process_id.decode()
+            if process_id != PROCESS_ID and process_id in live and process_id not in room.remote:
+                room.remote[process_id] = int(count)  # (A count that arrived meanwhile is newer.)
+                self._announce_soon(room)
         # The subscription is live once Redis confirms it: the listener resolves `room.subscribed`.
         await asyncio.wait_for(asyncio.shield(room.subscribed), PING_TIMEOUT_SECONDS)
+
+    async def _connect(self, pubsub) -> None:
+        """Open the subscription's connection, renew this process's heartbeat once, and start listening."""
+        try:
+            await pubsub.connect()
+            await self.heartbeat.beat()
+        except BaseException:
+            if self.pubsub is pubsub:
+                self.pubsub = None
+            await _close_quietly(pubsub)
+            raise
+        self.heard_at = time.monotonic()
+        self.listener = self.loop.create_task(self._listen(pubsub), context=contextvars.Context())
+        self.heartbeat.start()
 
     async def _listen(self, pubsub) -> None:
         pinger = self.loop.create_task(self._ping(pubsub))

@@ -40,14 +40,14 @@ def live_ids(result) -> set[str]:
 class Heartbeat:
     """One process's heartbeat on one event loop: renews its entry and lets each contributor add its writes.
 
-    `contributors` are called with the pipeline of each beat (and of the first,
-    at `start`); `on_beat` hooks get the live process ids the beat read.
+    `contributors` are called with the pipeline of each beat; `listeners` get
+    the live process ids the beat read, and when (monotonic) it was sent.
     """
 
     def __init__(self, redis, *, process_id: str = PROCESS_ID, ttl: float) -> None:
         self.redis, self.process_id, self.ttl = redis, process_id, ttl
         self.contributors: list[Callable[[object], None]] = []
-        self.listeners: list[Callable[[set[str]], None]] = []
+        self.listeners: list[Callable[[set[str], float], None]] = []
         self.task: asyncio.Task | None = None
         self.live: set[str] = {process_id}
 
@@ -61,7 +61,7 @@ class Heartbeat:
 
     async def beat(self) -> set[str]:
         """Renew now; returns the live processes' ids."""
-        now = time.time()
+        now, sent_at = time.time(), time.monotonic()
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(PROCESSES_KEY, {self.process_id: now + self.ttl})
             pipe.zremrangebyscore(PROCESSES_KEY, "-inf", now)
@@ -71,7 +71,7 @@ class Heartbeat:
             results = await pipe.execute()
         self.live = live_ids(results[2]) | {self.process_id}
         for listener in self.listeners:
-            listener(self.live)
+            listener(self.live, sent_at)
         return self.live
 
     async def _run(self) -> None:

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 import pytest
 from channels.db import database_sync_to_async
 
-from realtime.consumers import base as consumers
 from bids.models import Bid, LotEvent
 from lots.services import delete_lot
+from realtime.consumers import base as consumers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -132,6 +132,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
     expiry = None
     # Room frames that came while a request was being handled (None: none is).
     held: list | None = None
+    close_after_request: int | None = None
     counted = left = False
 
     async def __call__(self, scope, receive, send) -> None:
@@ -259,7 +260,11 @@ class SocketConsumer(AsyncWebsocketConsumer):
         self.deliver(dumps({"type": "USERS_COUNT", "count": count}))
 
     def lost(self) -> None:
-        self.close_soon(CLOSE_SERVICE_LOST)
+        if self.held is not None:
+            # Handling a request (a bid, say): its answer goes out first, then the close.
+            self.close_after_request = CLOSE_SERVICE_LOST
+        else:
+            self.close_soon(CLOSE_SERVICE_LOST)
 
     async def watch_credentials(self) -> bool:
         """Close with 4401 when the credentials that opened the socket expire, or its user's sessions end.
@@ -340,6 +345,8 @@ class SocketConsumer(AsyncWebsocketConsumer):
             held, self.held = self.held, None
             for room_frame in held:
                 self.write(room_frame)
+            if self.close_after_request is not None:
+                await self.close(code=self.close_after_request)
 
     async def ping(self, frame: dict) -> None:
         await self.send_json({"type": "PONG", "server_time": timezone.now()})

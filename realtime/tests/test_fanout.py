@@ -188,7 +188,7 @@ async def test_counts_of_other_processes_are_summed_and_a_process_that_is_gone_i
         hub.deliver(room, fanout.Frame(fanout.COUNT, PROCESS_ID, seq=99))  # Its own, heard back: already counted.
         await eventually(lambda: member.counts[-1:] == [8], what="1 + 3 + 4")
 
-        hub._processes_seen({PROCESS_ID, "other-a"})  # other-b's heartbeat lapsed.
+        hub._processes_seen({PROCESS_ID, "other-a"}, time.monotonic())  # other-b's heartbeat lapsed.
         await eventually(lambda: member.counts[-1] == 4, what="1 + 3")
     finally:
         await fanout.close_hub()
