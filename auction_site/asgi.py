@@ -14,8 +14,8 @@ from django.conf import settings  # noqa: E402
 
 from accounts.middleware import JWTAuthMiddlewareStack  # noqa: E402
 from auction_site.outages import RedisOutageGuard  # noqa: E402
-from auction_site.ratelimit import ConnectionLimitMiddleware  # noqa: E402
 from bids.routing import websocket_urlpatterns  # noqa: E402
+from realtime.limits import ConnectionLimitMiddleware  # noqa: E402
 
 
 def allowed_websocket_origins() -> list[str]:
