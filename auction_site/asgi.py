@@ -14,7 +14,7 @@ from django.conf import settings  # noqa: E402
 
 from accounts.middleware import JWTAuthMiddlewareStack  # noqa: E402
 from auction_site.outages import RedisOutageGuard  # noqa: E402
-from auction_site.ratelimit import ConnectionLimitMiddleware  # noqa: E402
+from realtime.limits import ConnectionLimitMiddleware  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
 

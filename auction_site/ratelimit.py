@@ -1,31 +1,23 @@
-"""Abuse limits: actions per user per time window, and open WebSockets per client address.
+"""Abuse limits: actions per user per time window.
 
-With `REDIS_URL` both are counted in Redis, so every server process counts
+With `REDIS_URL` they are counted in Redis, so every server process counts
 against the same limit; without it there is one process and it counts in
 memory. A limit never takes the site down: while Redis is away, requests pass
-uncounted (bids must keep committing through a Redis outage).
+uncounted (bids must keep committing through a Redis outage). Open WebSockets
+per client address are limited in `realtime/limits.py`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
-import uuid
 
-from channels.middleware import BaseMiddleware
-from django.conf import settings
 from django.core.cache import cache
 
-from accounts.middleware import accept_and_close
-from auction_site.outages import REDIS_AWAY, redis_outage
-from realtime._tmp_presence import get_presence  # TEMP
+from auction_site.outages import REDIS_AWAY
 
 logger = logging.getLogger(__name__)
-
-CLOSE_TOO_MANY_CONNECTIONS = 4429
-
 
 # The limits' clock; tests replace it to cross a window's end without waiting.
 clock = time.time
@@ -85,45 +77,3 @@ def _count(counter: str, *, timeout: int) -> int:
     except ValueError:
         cache.add(counter, 0, timeout=timeout)
         return cache.incr(counter)
-
-
-class ConnectionLimitMiddleware(BaseMiddleware):
-    """At most `WS_CONNECTIONS_PER_IP` open WebSockets per client address; more close at once with 4429.
-
-    Open sockets are tracked like lot presence (`bids/presence.py`): with Redis,
-    a sorted set per address whose members lapse unless their process refreshes
-    them, so the sockets of a process killed with -9 stop counting within
-    `PRESENCE_TTL_SECONDS`. The address is `scope["client"]`: the peer's, or
-    X-Forwarded-For's when daphne runs with `--proxy-headers` (behind nginx).
-    """
-
-    async def __call__(self, scope, receive, send):
-        limit = settings.WS_CONNECTIONS_PER_IP
-        client = scope.get("client")
-        if limit <= 0 or not client:
-            return await super().__call__(scope, receive, send)
-        presence = get_presence()
-        room, connection = f"ws-ip:{client[0]}", uuid.uuid4().hex
-        try:
-            count = await presence.join(room, connection)
-        except REDIS_AWAY as exc:
-            # Not counted (the join forgot its entry), so not to be taken back either;
-            # told once per outage, not per socket.
-            redis_outage.noticed(exc)
-            return await super().__call__(scope, receive, send)
-        if count > limit:
-            # Uncounted before the refusal's own I/O: a refused handshake never holds a place.
-            await self._leave(presence, room, connection)
-            logger.info("refused a websocket: %s open from one address", count - 1)
-            return await accept_and_close(receive, send, CLOSE_TOO_MANY_CONNECTIONS)
-        try:
-            return await super().__call__(scope, receive, send)
-        finally:
-            await self._leave(presence, room, connection)
-
-    @staticmethod
-    async def _leave(presence, room: str, connection: str) -> None:
-        """Stop counting the socket: at once in this process; in Redis now, or when its entry lapses."""
-        presence.forget(room, connection)
-        with contextlib.suppress(Exception):
-            await presence.leave(room, connection)

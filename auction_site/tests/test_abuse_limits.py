@@ -5,7 +5,7 @@ WebSocket, in every process (Redis); a bid over it gets 429 `rate_limited`
 with `Retry-After`, or `BID_REJECTED rate_limited` on a socket, and never
 touches the lot. `WS_CONNECTIONS_PER_IP` counts the open sockets of one client
 address across processes; one over it is closed with 4429, and the sockets of
-a process killed with -9 stop counting once their presence entries lapse.
+a process killed with -9 stop counting once its heartbeat lapses.
 
 The root conftest turns both limits off for every other test; these turn them on.
 """
@@ -30,8 +30,8 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from websockets.exceptions import ConnectionClosed
 
 from auction_site.asgi import application
-from auction_site.ratelimit import CLOSE_TOO_MANY_CONNECTIONS, take_allowance
-from auction_site.tests.reliability import FULL, size
+from auction_site.ratelimit import take_allowance
+from auction_site.tests.reliability import size
 from auction_site.tests.servers import (
     BASE_DIR,
     free_ports,
@@ -44,12 +44,13 @@ from auction_site.tests.servers import (
 )
 from bids.exceptions import BidsRateLimited
 from bids.models import Bid
-from bids.presence import PRESENCE_TTL_SECONDS, RedisPresence
 from bids.services import buy_now, place_bid
 from bids.tests.live_servers import database_url_for_tests, live_server_processes
 from bids.tests.utils import run_threads
 from bids.tests.ws import ORIGIN, TIMEOUT, Socket, Sockets
 from conftest import access_token_for
+from realtime.limits import CLOSE_TOO_MANY_CONNECTIONS, sockets_key
+from realtime.processes import PROCESSES_KEY
 
 pytestmark = pytest.mark.reliability
 
@@ -342,23 +343,27 @@ def _close_code(url: str, origin: str, **headers: str) -> int | None:
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_sockets_per_address_are_counted_across_processes_and_lapse_after_kill_9(make_lot):
-    """Counted once over two processes; a process killed with -9 leaves entries that lapse.
+    """Counted once over two processes; the sockets of a process killed with -9 count until its heartbeat lapses.
 
-    The everyday run checks that every entry left behind lapses within
-    PRESENCE_TTL_SECONDS; `make reliability` also waits for the address's
-    place to come back (about a minute).
+    The servers run with a heartbeat that lapses after `ttl` seconds (45 by
+    default), so the place comes back within seconds: the test waits for it.
     """
-    limit = 3
+    limit, ttl = 3, 9
     lot = make_lot()
     env = {
         "DATABASE_URL": database_url_for_tests(),
         "REDIS_URL": settings.REDIS_URL,
         "WS_CONNECTIONS_PER_IP": str(limit),
+        "REALTIME_PROCESS_TTL_SECONDS": str(ttl),
     }
     origin = "http://localhost"
-    entries = RedisPresence.key("ws-ip:127.0.0.1")
+    key = sockets_key("127.0.0.1")
     client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(entries)  # Left by an earlier, interrupted run.
+    client.delete(key)  # Left by an earlier, interrupted run.
+
+    def fields() -> dict[str, int]:
+        return {p.decode(): int(n) for p, n in client.hgetall(key).items()}
+
     with live_server_processes(2, env=env) as (doomed, survivor), contextlib.ExitStack() as held:
         doomed_room, survivor_room = (
             s.url.replace("http", "ws", 1) + f"/ws/lots/{lot.pk}/" for s in (doomed, survivor)
@@ -366,28 +371,31 @@ def test_sockets_per_address_are_counted_across_processes_and_lapse_after_kill_9
         for url in (doomed_room, doomed_room, survivor_room):
             socket = held.enter_context(ws_connect(url, origin=origin))
             assert json.loads(socket.recv(timeout=ANSWER_SECONDS))["type"] == "LOT_STATUS"
+        counted = fields()
         over_on_survivor = _close_code(survivor_room, origin)
 
         doomed.process.kill()  # SIGKILL: no disconnect handler runs, nothing is removed.
         doomed.process.wait(30)
         killed_at, killed_at_epoch = time.monotonic(), time.time()
+        doomed_id = next(p for p in counted if p.startswith(f"{doomed.process.pid}-"))
+        lapses_at = client.zscore(PROCESSES_KEY, doomed_id)
         right_after_kill = _close_code(survivor_room, origin)
-        lapse_times = [score for _, score in client.zrange(entries, 0, -1, withscores=True)]
-        lapsed_after = None
-        if FULL:
-            while (code := _close_code(survivor_room, origin)) is not None:
-                assert time.monotonic() - killed_at < PRESENCE_TTL_SECONDS + 60, f"still refused ({code})"
-                time.sleep(2)
-            lapsed_after = time.monotonic() - killed_at
-            print(f"the killed process's sockets stopped counting after {lapsed_after:.1f} s")
+        probed_by = time.time()
+        while (code := _close_code(survivor_room, origin)) is not None:
+            assert time.monotonic() - killed_at < ttl + 90, f"still refused ({code})"
+            time.sleep(1)
+        lapsed_after = time.monotonic() - killed_at
+        left = fields()
+    client.delete(key)
     client.close()
 
+    print(f"the killed process's sockets stopped counting {lapsed_after:.1f} s after the kill (heartbeat ttl {ttl} s)")
     assert over_on_survivor == CLOSE_TOO_MANY_CONNECTIONS
-    assert right_after_kill == CLOSE_TOO_MANY_CONNECTIONS  # The dead process's sockets still count...
-    assert len(lapse_times) == limit
-    assert max(lapse_times) <= killed_at_epoch + PRESENCE_TTL_SECONDS  # ...until their entries lapse.
-    # `lapsed_after` (printed) is when a probe first saw the place back: the lapse by itself is
-    # what the loop above waited for; how soon after the TTL a busy machine probes is not asserted.
+    assert sorted(counted.values()) == [1, 2] and counted[doomed_id] == 2  # One field per process.
+    assert lapses_at is not None and lapses_at <= killed_at_epoch + ttl  # Its last beat was before the kill.
+    if probed_by < lapses_at:
+        assert right_after_kill == CLOSE_TOO_MANY_CONNECTIONS  # The dead process's sockets still count...
+    assert left.get(doomed_id) == 2  # ...and then stop counting by the lapse alone: nothing removed them.
 
 
 @pytest.mark.services
