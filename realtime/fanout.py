@@ -48,6 +48,10 @@ PUBLISH_TIMEOUT_SECONDS = 2.0
 # A room this process left stays subscribed this long: a socket that reconnects at once rejoins for free.
 UNSUBSCRIBE_DELAY_SECONDS = 5.0
 
+# The hub's command connections (counts, heartbeats, the address limit); a command past them waits this long.
+POOL_SIZE = 100
+POOL_WAIT_SECONDS = 10
+
 EVENT, TEXT, CLOSE, COUNT = "e", "t", "c", "n"
 
 
@@ -147,8 +151,16 @@ class Hub:
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
 
-            self.redis = redis.Redis.from_url(
-                redis_url, socket_connect_timeout=5, socket_timeout=PING_TIMEOUT_SECONDS, health_check_interval=5
+            # A burst of joins past the pool's connections waits for one instead of failing.
+            self.redis = redis.Redis(
+                connection_pool=redis.BlockingConnectionPool.from_url(
+                    redis_url,
+                    max_connections=POOL_SIZE,
+                    timeout=POOL_WAIT_SECONDS,
+                    socket_connect_timeout=5,
+                    socket_timeout=PING_TIMEOUT_SECONDS,
+                    health_check_interval=5,
+                )
             )
             # No retries on the subscription: redis-py would reconnect and re-subscribe
             # silently, and what was published meanwhile would be lost unnoticed.

@@ -159,7 +159,7 @@ class AddressLimiter:
             if address not in self.local:
                 pipe.hdel(sockets_key(address), self.process_id)
 
-    def beat_succeeded(self, live: set[str]) -> None:
+    def beat_succeeded(self, live: set[str], sent_at: float) -> None:
         for address in self._fixing:
             left = self.unsure.get(address, 0) - 1
             if left > 0:

@@ -15,9 +15,9 @@ import pytest
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from auction_site.channel_layer import POOL_SIZE
 from auction_site.outages import REDIS_AWAY
 from auction_site.tests.servers import free_ports
+from realtime.fanout import POOL_SIZE
 from realtime.limits import AddressLimiter, get_limiter, sockets_key
 from realtime.processes import PROCESSES_KEY, Heartbeat
 
@@ -154,11 +154,6 @@ async def test_a_handshake_that_failed_counts_nothing_and_its_field_is_set_right
 
 
 @pytest.mark.services
-@pytest.mark.xfail(
-    strict=True,
-    reason="the hub's Redis client (realtime/fanout.py) has redis-py's pool of 100 that raises past it; "
-    "a burst of handshakes then goes uncounted: build it on auction_site.channel_layer.blocking_pool",
-)
 async def test_a_burst_of_handshakes_past_the_pool_size_counts_every_socket(redis_client):
     limiter = get_limiter()
     address = f"test-burst-{uuid.uuid4().hex[:8]}"
