@@ -142,6 +142,7 @@ class Hub:
         self.redis = self.subscriber = self.heartbeat = self.pubsub = None
         self.listener: asyncio.Task | None = None
         self.connecting: asyncio.Task | None = None
+        self.unsubscribing: dict[str, asyncio.Task] = {}
         self.heard_at = 0.0
         self.heard_from: dict[str, float] = {}  # another process -> when its last count arrived (monotonic)
         if redis_url:
@@ -301,12 +302,16 @@ class Hub:
     async def _tick(self) -> None:
         changed, self.count_changed = self.count_changed, set()
         if self.redis is not None and changed:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for name in changed:
-                    room = self.rooms.get(name)
-                    self._write_count(pipe, name, room.counted if room else 0)
-                    pipe.publish(self.prefix + name, encode(COUNT, PROCESS_ID, seq=room.counted if room else 0))
-                await pipe.execute()
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for name in changed:
+                        room = self.rooms.get(name)
+                        self._write_count(pipe, name, room.counted if room else 0)
+                        pipe.publish(self.prefix + name, encode(COUNT, PROCESS_ID, seq=room.counted if room else 0))
+                    await pipe.execute()
+            except Exception:
+                self.count_changed |= changed  # Published at a later tick.
+                raise
         announce, self.to_announce = self.to_announce, set()
         for name in announce:
             room = self.rooms.get(name)
@@ -322,8 +327,16 @@ class Hub:
         for room in [r for r in self.rooms.values() if r.unsubscribe_at is not None and r.unsubscribe_at <= now]:
             self._drop(room)
             if self.pubsub is not None and room.subscribed is not None:
-                with contextlib.suppress(Exception):
-                    await self.pubsub.unsubscribe(self.prefix + room.name)
+                # A join of the same room from now on subscribes after this unsubscribe, never before it.
+                self.unsubscribing[room.name] = self.loop.create_task(self._unsubscribe(self.pubsub, room.name))
+
+    async def _unsubscribe(self, pubsub, name: str) -> None:
+        try:
+            # A broken connection took its subscriptions with it: nothing to undo.
+            with contextlib.suppress(Exception):
+                await pubsub.unsubscribe(self.prefix + name)
+        finally:
+            self.unsubscribing.pop(name, None)
 
     @staticmethod
     def counts_key(name: str) -> str:
@@ -374,6 +387,8 @@ class Hub:
         pubsub, connecting = self.pubsub, self.connecting
         # Every join waits for the one connection: redis-py would open one per concurrent first subscribe.
         await asyncio.shield(connecting)
+        if (unsubscribing := self.unsubscribing.get(room.name)) is not None:
+            await asyncio.shield(unsubscribing)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.counts_key(room.name))
             read_live(pipe)

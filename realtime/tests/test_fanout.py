@@ -270,6 +270,33 @@ async def test_the_last_leave_unsubscribes_after_the_delay_and_a_rejoin_meanwhil
     assert second.frames == []
 
 
+@with_redis
+async def test_a_join_while_the_room_is_being_unsubscribed_ends_subscribed(hub, raw_redis, monkeypatch):
+    """The unsubscribe goes out first, then the join's subscribe: never the other way round."""
+    monkeypatch.setattr(fanout, "UNSUBSCRIBE_DELAY_SECONDS", 0)
+    room, leaver, joiner = new_room(), FakeMember("leaver"), FakeMember("joiner")
+    await hub.join(room, leaver)
+    unsubscribe = hub.pubsub.unsubscribe
+    started = asyncio.Event()
+
+    async def slow_unsubscribe(*channels):
+        started.set()
+        await asyncio.sleep(0.3)  # Long enough for the join below to be sent first, were it not held back.
+        return await unsubscribe(*channels)
+
+    monkeypatch.setattr(hub.pubsub, "unsubscribe", slow_unsubscribe)
+    hub.leave(room, leaver)
+    await asyncio.wait_for(started.wait(), GENEROUS)
+    await hub.join(room, joiner)
+    await asyncio.sleep(
+        0.6
+    )  # Past the slow unsubscribe (a loaded machine can only make this pass wrongly, never fail).
+
+    assert await numsub(raw_redis, hub.prefix + room) == 1
+    await fanout.publish_async([event(room, 1)])
+    await eventually(lambda: joiner.frames, what="the event after the rejoin")
+
+
 async def test_in_memory_the_last_leave_drops_the_room(settings):
     settings.REDIS_URL = ""
     hub = fanout.get_hub()
