@@ -53,3 +53,28 @@ async def next_count(socket) -> int:
 
 def open_lot_sockets() -> float:
     return REGISTRY.get_sample_value("auction_websockets_open", {"consumer": "LotConsumer"}) or 0
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_idle_socket_schedules_nothing_and_runs_no_task_of_its_own(ws, new_lot, bidder):
+    """Nothing periodic per socket: no re-join, no refresh, no timer but a logged-in socket's one for its token."""
+    lot = await new_lot()
+    anonymous, _ = await ws.watch(lot)  # The room, its subscription and the hub's books exist from here.
+    await anonymous.is_open()
+    loop = asyncio.get_running_loop()
+    tasks_before, timers_before = len(asyncio.all_tasks()), pending_timers(loop)
+
+    for _ in range(10):
+        await ws.watch(lot)
+    await ws.watch(lot, bidder)
+    await asyncio.sleep(0.1)  # The joins' own work (the count's announcement) has run.
+
+    # Each socket is one application task plus Channels' wait on its client: 2 per socket, nothing more.
+    assert len(asyncio.all_tasks()) - tasks_before <= 2 * 11
+    # The process's own (the count ticker, the subscription's read and ping, the heartbeat) may have
+    # moved on; per socket, only the logged-in socket's token expiry: a few, never one per socket.
+    assert pending_timers(loop) - timers_before <= 4
+
+
+def pending_timers(loop) -> int:
+    return sum(not handle.cancelled() for handle in loop._scheduled)
