@@ -352,22 +352,27 @@ def s2_app(args, size, urls, seed, count: int) -> list[dict]:
     targets = [clients.ws_url(urls[i % len(urls)], lot_id, None) for i in range(count)]
     origins = [urls[i % len(urls)] for i in range(count)]
     windows = []
+    stopped = None
     try:
         processes, stop, out = watch(targets, origins, connect_timeout=s2_connect_timeout(count))
         try:
             for rate in size["rates"]:
                 log(f"S2 app: {count} watchers, {rate} bids/s")
                 start = time.time()
-                bids = bidding(
-                    urls,
-                    seed["tokens"][-2 * S2_BIDDERS :],
-                    transport="ws",
-                    lot_id=lot_id,
-                    bidders=S2_BIDDERS,
-                    seconds=size["phase"],
-                    t0=seed["t0"],
-                    rate=rate,
-                )
+                try:
+                    bids = bidding(
+                        urls,
+                        seed["tokens"][-2 * S2_BIDDERS :],
+                        transport="ws",
+                        lot_id=lot_id,
+                        bidders=S2_BIDDERS,
+                        seconds=size["phase"],
+                        t0=seed["t0"],
+                        rate=rate,
+                    )
+                except (RuntimeError, queue.Empty, TimeoutError) as exc:
+                    stopped = _reason(exc)
+                    break
                 windows.append((rate, start, bids))
                 time.sleep(1.5)
         finally:
@@ -395,6 +400,8 @@ def s2_app(args, size, urls, seed, count: int) -> list[dict]:
                 **delivery(watchers, expected),
             }
         )
+    if stopped:
+        runs += not_finished("app", count, size["rates"][len(windows) :], stopped)
     return runs
 
 
@@ -402,6 +409,7 @@ def s2_baseline(size, count: int) -> list[dict]:
     """The same watchers, from the same client code, on the bare `websockets` server; one phase per rate."""
     log(f"S2 baseline: {count} watchers")
     phases = []
+    stopped = None
     try:
         with baseline_server() as (base, commands, answers, _pid):
             processes, stop, out = watch(
@@ -411,14 +419,18 @@ def s2_baseline(size, count: int) -> list[dict]:
                 for rate in size["rates"]:
                     log(f"S2 baseline: {count} watchers, {rate} bids/s")
                     commands.put(("phase", rate, size["phase"]))
-                    _, first, last, _connected = answers.get(timeout=size["phase"] + 60)
+                    try:
+                        _, first, last, _connected = answers.get(timeout=size["phase"] + 60)
+                    except queue.Empty:
+                        stopped = f"the bare server did not finish its phase within {size['phase'] + 60} s"
+                        break
                     phases.append((rate, first, last))
                     time.sleep(1.5)
             finally:
                 watchers = collect(processes, stop, out)
     except (RuntimeError, queue.Empty, TimeoutError) as exc:
         return not_finished("baseline", count, size["rates"], _reason(exc))
-    return [
+    runs = [
         {
             "server": "baseline",
             "watchers": count,
@@ -431,6 +443,9 @@ def s2_baseline(size, count: int) -> list[dict]:
         }
         for rate, first, last in phases
     ]
+    if stopped:
+        runs += not_finished("baseline", count, size["rates"][len(phases) :], stopped)
+    return runs
 
 
 def _reason(exc: BaseException) -> str:
