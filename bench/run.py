@@ -1060,7 +1060,13 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / started.strftime("%Y-%m-%dT%H%M%S")
     stem.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
-    markdown = report.markdown(results, plots=[] if args.no_plots else report.plots(results, stem))
+    plots = []
+    if not args.no_plots:
+        try:
+            plots = report.plots(results, stem)
+        except ImportError as exc:  # matplotlib comes with `make bench` (bench/requirements.txt), not the venv.
+            log(f"no plots: {exc}")
+    markdown = report.markdown(results, plots=plots)
     stem.with_suffix(".md").write_text(markdown)
     print(markdown)
     log(f"wrote {stem}.json and {stem}.md")
