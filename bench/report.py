@@ -60,19 +60,7 @@ def markdown(results: dict, *, plots: list[Path]) -> str:
         lines.append("")
     s2 = results.get("s2")
     if s2:
-        lines += [
-            "### S2 fan-out (delivery latency: bid `created_at` → watcher receives the frame)",
-            "",
-            "| server | watchers | bids/s offered | bids accepted | events | delivered | in order | p50 ms | p99 ms | max ms |",
-            "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
-        ]
-        for r in s2["runs"]:
-            share = "-" if r["delivered_share"] is None else f"{r['delivered_share']:.2%}"
-            lines.append(
-                f"| {r['server']} | {r['watchers']} | {r['rate']} | {r.get('bids_accepted', r['events'])} | {r['events']} | {share} | {r['in_order']} | "
-                f"{_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} | {_ms(r['max_ms'])} |"
-            )
-        lines.append("")
+        lines += s2_markdown(s2)
     s3 = results.get("s3")
     if s3:
         lines += [
@@ -80,20 +68,21 @@ def markdown(results: dict, *, plots: list[Path]) -> str:
             f"{s3['lots']} lots, anonymous watchers; each cycle ramps, idles, closes)",
             "",
             "| server | cycle | open | failed | handshakes/s | RSS before MiB | RSS open MiB | KiB/connection "
-            "| idle CPU % | RSS after close MiB | Redis conns before/open/after |",
-            "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|",
+            "| idle CPU % | RSS after close MiB | Redis conns before/open/after | Redis keys before/open/after |",
+            "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|",
         ]
         for server in ("app", "baseline"):
             for cycle, r in enumerate(s3[server], 1):
-                redis_clients = r["redis_clients"]
+                redis_clients, keys = r["redis_clients"], r.get("redis_keys")
                 lines.append(
                     f"| {server} | {cycle} | {r['open']:,} | {_codes(r['failed'])} | {r['handshakes_per_s']:.0f} | "
                     f"{_mib(r['rss_before_kib'])} | {_mib(r['rss_open_kib'])} | {_ms(r['kib_per_connection'])} | "
                     f"{100 * r['idle_cpu_share']:.1f} | {_mib(r['rss_after_kib'])} | "
                     + (
-                        f"{redis_clients['before']}/{redis_clients['open']}/{redis_clients['after']} |"
-                        if server == "app"
-                        else "- |"
+                        f"{redis_clients['before']}/{redis_clients['open']}/{redis_clients['after']} | "
+                        f"{keys['before']}/{keys['open']}/{keys['after']} |"
+                        if server == "app" and keys
+                        else "- | - |"
                     )
                 )
         lines += [
@@ -149,6 +138,50 @@ def markdown(results: dict, *, plots: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def s2_markdown(s2: dict) -> list[str]:
+    lines = [
+        "### S2 fan-out (delivery latency: the event's stamp, bid `created_at` → each watcher receives the frame)",
+        "",
+        "| server | watchers | bids/s offered | bids offered/accepted | events | delivered | in order | p50 ms "
+        "| p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for r in s2["runs"]:
+        if not r.get("finished", True):
+            lines.append(
+                f"| {r['server']} | {r['watchers']} | {r['rate']} | did not finish: {r['reason']} | | | | | | |"
+            )
+            continue
+        share = "-" if r["delivered_share"] is None else f"{r['delivered_share']:.2%}"
+        lines.append(
+            f"| {r['server']} | {r['watchers']} | {r['rate']} | {r.get('bids_offered', '-')}/"
+            f"{r.get('bids_accepted', r['events'])} | {r['events']} | {share} | {r['in_order']} | "
+            f"{_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} | {_ms(r['max_ms'])} |"
+        )
+    base = {(r["watchers"], r["rate"]): r for r in s2["runs"] if r["server"] == "baseline"}
+    lines += [
+        "",
+        "Against the bare `websockets` server, same watchers from the same client processes, same run:",
+        "",
+        "| watchers | bids/s | app p50/p99 ms | bare p50/p99 ms | p99 ratio | delivered | accepted/offered |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in (r for r in s2["runs"] if r["server"] == "app"):
+        b = base.get((r["watchers"], r["rate"]))
+        app = f"{_ms(r['p50_ms'])}/{_ms(r['p99_ms'])}" if r.get("finished", True) else "did not finish"
+        bare = f"{_ms(b['p50_ms'])}/{_ms(b['p99_ms'])}" if b and b.get("finished", True) else "did not finish"
+        ratio = (
+            f"{r['p99_ms'] / b['p99_ms']:.1f}"
+            if r.get("finished", True) and b and b.get("finished", True) and r["p99_ms"] and b["p99_ms"]
+            else "-"
+        )
+        delivered = f"{r['delivered_share']:.2%}" if r.get("finished", True) and r["delivered_share"] else "-"
+        accepted = f"{r['accepted_share']:.0%}" if r.get("accepted_share") is not None else "-"
+        lines.append(f"| {r['watchers']} | {r['rate']} | {app} | {bare} | {ratio} | {delivered} | {accepted} |")
+    lines.append("")
+    return lines
+
+
 def _save(fig, stem: Path, scenario: str) -> Path:
     """Write `fig` next to the results as `<stem>-<scenario>.png` and release it."""
     import matplotlib.pyplot as plt
@@ -190,7 +223,9 @@ def plots(results: dict, stem: Path) -> list[Path]:
     if s2:
         fig, ax = plt.subplots(figsize=(6, 3.6), dpi=80)
         for (server, watchers), style in _series(s2["runs"]):
-            rows = [r for r in s2["runs"] if r["server"] == server and r["watchers"] == watchers]
+            rows = [
+                r for r in s2["runs"] if r["server"] == server and r["watchers"] == watchers and r.get("finished", True)
+            ]
             ax.plot(
                 [r["rate"] for r in rows],
                 [r["p99_ms"] for r in rows],

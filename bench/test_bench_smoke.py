@@ -35,12 +35,15 @@ def test_smoke_run_measures_every_scenario_and_checks_invariants(tmp_path):
     baseline = [run for run in results["s2"]["runs"] if run["server"] == "baseline"]
     assert app and baseline
     for run in app + baseline:
+        assert run["finished"], run
         assert run["events"] > 0 and run["delivered_share"] == 1.0 and run["in_order"], run
+        assert run["bids_offered"] > 0 and run["accepted_share"] is not None, run
     s3 = results["s3"]
     for cycle in s3["app"]:
         assert cycle["open"] == cycle["requested"] == cycle["server_open"], cycle
         assert cycle["server_open_after_close"] == 0, cycle
         assert cycle["kib_per_connection"] is not None and cycle["handshakes_per_s"] > 0, cycle
+        assert cycle["redis_keys"]["open"] >= cycle["redis_keys"]["before"], cycle
     assert all(cycle["open"] == cycle["requested"] for cycle in s3["baseline"]), s3["baseline"]
     s4 = results["s4"]
     for run in s4["runs"] + s4["constant"]:
@@ -57,7 +60,8 @@ def test_smoke_run_measures_every_scenario_and_checks_invariants(tmp_path):
     for run in clock["runs"]:
         # Every lot closed exactly once, never early (how late is what the run measures).
         assert set(run["ended_events"]) == {"1"} and run["closed_early"] == 0, run
-    assert results["verdicts"]
+    targets = " ".join(v["target"] for v in results["verdicts"])
+    assert "S2 10 watchers x 5/s" in targets and "S3 handshakes/s" in targets and "S3 idle CPU" in targets
 
 
 def _queries(client, method: str, path: str, **kwargs) -> tuple[int, list[str]]:
