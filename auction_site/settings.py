@@ -418,6 +418,9 @@ WS_GAP_WAIT_SECONDS = float(os.environ.get("WS_GAP_WAIT_SECONDS", "0.25"))
 # A process that stops renewing its heartbeat (killed, frozen) stops counting
 # (watchers, sockets per address) this many seconds after its last renewal.
 REALTIME_PROCESS_TTL_SECONDS = float(os.environ.get("REALTIME_PROCESS_TTL_SECONDS", "45"))
+# Each open socket is pinged this often (daphne's keep-alive): keeps proxies and
+# NATs from dropping a quiet socket, and finds the dead ones.
+WS_PING_SECONDS = float(os.environ.get("WS_PING_SECONDS", "60"))
 # A room hears its watcher count at most once per this many seconds.
 WS_COUNT_INTERVAL_SECONDS = float(os.environ.get("WS_COUNT_INTERVAL_SECONDS", "1"))
 # A client that stops reading: once this many bytes wait in the server's own

@@ -204,7 +204,7 @@ async def _bidding(params: dict, ready, go) -> dict:
         workers = [asyncio.create_task(drain(b, q)) for b, q in zip(bidders, queues, strict=True)]
         interval = 1.0 / params["rate"]
         i = 0
-        while (scheduled := start + i * interval) < deadline:
+        while (scheduled := start + params.get("offset", 0.0) + i * interval) < deadline:
             await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
             queues[i % len(queues)].put_nowait(scheduled)
             i += 1

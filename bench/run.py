@@ -184,9 +184,19 @@ def bidding(urls, tokens, *, transport, lot_id, bidders, seconds, t0, rate=None)
     for k in range(bidders):
         per_process[k % len(per_process)].append((urls[k % len(urls)], tokens[2 * k : 2 * k + 2]))
     share = None if rate is None else rate / len(per_process)
+    # Open loop: the client processes' schedules interleave (process k sends k/rate later than process 0);
+    # in phase, two processes would send the same amount at the same instant, a collision of the harness's making.
     params = [
-        {"transport": transport, "lot_id": lot_id, "bidders": b, "duration": seconds, "t0": t0, "rate": share}
-        for b in per_process
+        {
+            "transport": transport,
+            "lot_id": lot_id,
+            "bidders": b,
+            "duration": seconds,
+            "t0": t0,
+            "rate": share,
+            "offset": 0.0 if rate is None else k / rate,
+        }
+        for k, b in enumerate(per_process)
     ]
     results = run_clients(clients.run_bidders, params)
     codes: dict[str, int] = {}

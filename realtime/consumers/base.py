@@ -22,7 +22,9 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -126,8 +128,6 @@ class SocketConsumer(AsyncWebsocketConsumer):
     """Text frames of JSON objects with a `type`; everything else gets an ERROR."""
 
     handlers: dict[str, str] = {}
-    # Rooms are this process's fan-out, not a channel layer: no channel per socket.
-    channel_layer_alias = "no channel layer"
     direct_send = None
     expiry = None
     # Room frames that came while a request was being handled (None: none is).
@@ -136,6 +136,13 @@ class SocketConsumer(AsyncWebsocketConsumer):
     counted = left = False
 
     async def __call__(self, scope, receive, send) -> None:
+        """Channels' consumer loop, for a socket with no channel: its client's messages, one at a time.
+
+        Channels' own loop (`await_many_dispatch`) waits on the client and a channel
+        with a task per message and an `asyncio.wait`, and looks a channel layer up
+        per socket; with the client the only source, a plain loop does the same.
+        """
+        self.scope, self.channel_layer, self.base_send = scope, None, send
         self.rooms: list[str] = []
         # Under `manage.py serve`, frames go straight onto daphne's socket (realtime/server.py);
         # elsewhere through one ordered queue of ASGI sends, drained by one task at a time.
@@ -143,7 +150,10 @@ class SocketConsumer(AsyncWebsocketConsumer):
         self.queued: collections.deque[dict] = collections.deque()
         self.drainer: asyncio.Task | None = None
         try:
-            await super().__call__(scope, receive, send)
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
         except asyncio.CancelledError:
             # daphne cancels an application still running `application_close_timeout`
             # after its socket closed. Settle this process's books; nothing waits on I/O.
@@ -155,6 +165,14 @@ class SocketConsumer(AsyncWebsocketConsumer):
             self.leave_locally()
             raise
 
+    async def dispatch(self, message) -> None:
+        # Without Channels' `aclose_old_connections` hop to the database thread before every
+        # message: every database call here runs through `database_sync_to_async`, which does it.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     async def websocket_connect(self, message) -> None:
         self.bucket = TokenBucket(settings.WS_MESSAGES_PER_SECOND, settings.WS_MESSAGE_BURST)
         WEBSOCKETS_OPEN.labels(type(self).__name__).inc()
@@ -163,7 +181,8 @@ class SocketConsumer(AsyncWebsocketConsumer):
 
     async def websocket_disconnect(self, message) -> None:
         self.leave_locally()
-        await super().websocket_disconnect(message)
+        await self.disconnect(message["code"])
+        raise StopConsumer
 
     # --- Writing ----------------------------------------------------------------
 
