@@ -227,3 +227,14 @@ def inbox():
     listener = Inbox()
     yield listener
     listener.close()
+
+
+@pytest.fixture
+def private_redis():
+    """A redis-server of the test's own, which the test may kill, freeze and restart; killed at the end."""
+    from auction_site.tests.servers import PrivateRedis
+
+    server = PrivateRedis()
+    server.start()
+    yield server
+    server.kill()

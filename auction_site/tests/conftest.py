@@ -2,7 +2,7 @@ import subprocess
 
 import pytest
 
-from auction_site.tests.servers import BASE_DIR, MANAGE, PrivateRedis, production_env
+from auction_site.tests.servers import BASE_DIR, MANAGE, production_env
 
 
 @pytest.fixture(scope="session")
@@ -20,10 +20,3 @@ def static_root(tmp_path_factory):
     return root
 
 
-@pytest.fixture
-def private_redis():
-    """A redis-server of the test's own, which the test may kill and restart; killed at the end."""
-    server = PrivateRedis()
-    server.start()
-    yield server
-    server.kill()

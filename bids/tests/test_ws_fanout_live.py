@@ -21,7 +21,6 @@ from channels.db import database_sync_to_async
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from auction_site.tests.servers import PrivateRedis
 from bids.events import lot_group
 from bids.tests.live_servers import Server, database_url_for_tests, live_server_processes, request
 from conftest import access_token_for
@@ -32,14 +31,6 @@ pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 RECEIVE_TIMEOUT = 30
 GENEROUS = 60
 UNTHROTTLED = {"BIDS_PER_MINUTE": "0", "WS_CONNECTIONS_PER_IP": "0"}
-
-
-@pytest.fixture
-def private_redis():
-    server = PrivateRedis()
-    server.start()
-    yield server
-    server.kill()
 
 
 def server_env(redis_url: str, **extra: str) -> dict[str, str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -36,7 +37,7 @@ from accounts.middleware import CLOSE_UNAUTHORIZED
 from auction_site.exceptions import DomainError
 from auction_site.metrics import WEBSOCKETS_OPEN
 from bids.events import dumps
-from realtime.fanout import CLOSE, EVENT, Frame, get_hub
+from realtime.fanout import CLOSE, EVENT, TEXT, Frame, get_hub
 from realtime.server import DIRECT_SEND
 
 logger = logging.getLogger(__name__)
@@ -113,6 +114,12 @@ def seq_of(text: str | None) -> int | None:
     if text is None or not text.isascii() or not text.isdigit():
         return None
     return int(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def users_count_frame(count: int) -> Frame:
+    """The USERS_COUNT frame of a count: built and framed once for every socket that hears it."""
+    return Frame(TEXT, dumps({"type": "USERS_COUNT", "count": count}))
 
 
 @database_sync_to_async
@@ -276,7 +283,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
         """A lot event (with `lot_id` and `seq`): the lot and sale rooms order them."""
 
     def receive_count(self, room: str, count: int) -> None:
-        self.deliver(dumps({"type": "USERS_COUNT", "count": count}))
+        self.deliver(users_count_frame(count))
 
     def lost(self) -> None:
         if self.held is not None:
@@ -284,6 +291,14 @@ class SocketConsumer(AsyncWebsocketConsumer):
             self.close_after_request = CLOSE_SERVICE_LOST
         else:
             self.close_soon(CLOSE_SERVICE_LOST)
+
+    async def accept_watcher(self) -> bool:
+        """Accept the socket; False, once closed, if it may not watch (anonymous where that is off, sessions ended)."""
+        await self.accept()
+        if not self.scope["user"].is_authenticated and not settings.WS_ANONYMOUS_CAN_WATCH:
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return False
+        return await self.watch_credentials()
 
     async def watch_credentials(self) -> bool:
         """Close with 4401 when the credentials that opened the socket expire, or its user's sessions end.

@@ -8,7 +8,6 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from accounts.middleware import CLOSE_UNAUTHORIZED
 from bids import selectors as bid_selectors
 from bids.events import auction_group
 from lots import selectors as lot_selectors
@@ -68,11 +67,7 @@ class AuctionConsumer(SocketConsumer):
         self.streams: dict[int, LotStream] = {}
         self.before_status = {}
         user = self.scope["user"]
-        await self.accept()
-        if not user.is_authenticated and not settings.WS_ANONYMOUS_CAN_WATCH:
-            await self.close(code=CLOSE_UNAUTHORIZED)
-            return
-        if not await self.watch_credentials():
+        if not await self.accept_watcher():
             return
         slug = self.scope["url_route"]["kwargs"]["slug"]
         # Join before reading the state, as in the lot room.

@@ -16,7 +16,6 @@ import pytest
 import redis.asyncio
 from django.conf import settings
 
-from auction_site.tests.servers import PrivateRedis
 from realtime import fanout
 from realtime.processes import PROCESS_ID, PROCESSES_KEY, Heartbeat
 
@@ -342,19 +341,12 @@ def test_a_new_event_loop_never_inherits_a_closed_loops_hub(settings):
 
 
 @pytest.fixture
-def private_redis(settings, monkeypatch):
-    """A redis-server of the test's own as the fan-out's Redis, with a quick ping; killed at the end."""
-    server = PrivateRedis()
-    server.start()
-    settings.REDIS_URL = server.url
+def private_redis(private_redis, settings, monkeypatch):
+    """The test's own redis-server (killed at the end, frozen or not) as the fan-out's Redis, with a quick ping."""
+    settings.REDIS_URL = private_redis.url
     monkeypatch.setattr(fanout, "PING_INTERVAL_SECONDS", 0.5)
     monkeypatch.setattr(fanout, "PING_TIMEOUT_SECONDS", 3.0)
-    try:
-        yield server
-    finally:
-        if server.process is not None and server.process.poll() is None:
-            server.process.send_signal(signal.SIGCONT)
-        server.kill()
+    return private_redis
 
 
 async def _rooms_with_members(hub) -> tuple[list[FakeMember], str]:
