@@ -43,7 +43,8 @@ def test_smoke_run_measures_every_scenario_and_checks_invariants(tmp_path):
         assert cycle["open"] == cycle["requested"] == cycle["server_open"], cycle
         assert cycle["server_open_after_close"] == 0, cycle
         assert cycle["kib_per_connection"] is not None and cycle["handshakes_per_s"] > 0, cycle
-        assert cycle["redis_keys"]["open"] >= cycle["redis_keys"]["before"], cycle
+        # Nothing left in Redis by the sockets (keys written before the cycle may expire meanwhile).
+        assert cycle["redis_keys"]["after"] <= cycle["redis_keys"]["before"], cycle
     assert all(cycle["open"] == cycle["requested"] for cycle in s3["baseline"]), s3["baseline"]
     s4 = results["s4"]
     for run in s4["runs"] + s4["constant"]:
