@@ -103,6 +103,8 @@ TARGETS = {
 # S3's leak check: a second ramp-and-close may leave at most this much more memory per connection than the first.
 LEAK_KIB_PER_CONNECTION = 2.0
 CLIENT_TIMEOUT = 180
+# S3: how long the keys the closed sockets counted in Redis may take to go.
+KEYS_SETTLE_SECONDS = 10
 _ctx = multiprocessing.get_context("spawn")
 
 
@@ -576,7 +578,11 @@ def hold_cycle(targets: list[str], origins: list[str], *, pids, size, redis_url,
         time.sleep(size["s3_settle"])
         rss_after = [rss_kib(p) for p in pids]
         redis_after = redis_clients(redis_url)
-        keys_after = redis_keys(redis_url)
+        # A process writes its watcher counts at most once a second: what the closed sockets
+        # counted leaves Redis within a few seconds, not at once.
+        deadline = time.monotonic() + KEYS_SETTLE_SECONDS
+        while (keys_after := redis_keys(redis_url)) > keys_before and time.monotonic() < deadline:
+            time.sleep(0.2)
     finally:
         release.set()
         stop_processes(processes)
