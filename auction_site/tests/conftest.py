@@ -18,5 +18,3 @@ def static_root(tmp_path_factory):
         timeout=180,
     )
     return root
-
-
