@@ -33,7 +33,7 @@ WS_TICKET_SALT = "accounts.ws-ticket"
 
 
 def account_group(user_id: int) -> str:
-    """The channel-layer group of every open socket of one user, on every process."""
+    """The room of every open socket of one user, on every process."""
     return f"account.{user_id}"
 
 

@@ -42,7 +42,7 @@ def channel_layer_ok() -> bool:
 
 FAILURES = {
     "database": ("database_unavailable", "The database does not answer."),
-    "channel_layer": ("channel_layer_unavailable", "The channel layer (Redis) does not answer."),
+    "channel_layer": ("channel_layer_unavailable", "The real-time fan-out's Redis does not answer."),
     "migrations": ("migrations_pending", "The database schema is not migrated yet."),
 }
 
@@ -102,7 +102,7 @@ class ProbeApi(APIView):
 
 @probe_schema("Health", ["database", "channel_layer"])
 class HealthApi(ProbeApi):
-    """Liveness: the database and the channel layer answer."""
+    """Liveness: the database and the fan-out's Redis answer."""
 
 
 @probe_schema("Ready", ["database", "channel_layer", "migrations"])

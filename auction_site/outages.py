@@ -1,12 +1,12 @@
 """One log line when Redis goes away and one when it answers again, not a traceback per socket.
 
-While Redis is away every WebSocket handshake and every open socket fails on
-the channel layer (or the ticket and connection-limit counters); daphne logged
+While Redis is away every WebSocket handshake fails on the fan-out's Redis (or
+the ticket and connection-limit counters), and open sockets are closed; daphne logged
 each as an ERROR with its traceback (1,600 in a 30 s outage). `RedisOutageGuard`
 wraps the WebSocket stack: a Redis failure closes the socket with 1011, as
 daphne did, and is counted; the process logs one WARNING when the first one
-comes and one with the count when a socket next joins its room
-(`JsonFrameConsumer.join_group` tells it).
+comes and one with the count when a room is next subscribed (`realtime.fanout`
+tells it).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Settings for the auction site, read from the environment.
 
 Every setting has a working development default: with nothing set the
-project runs on SQLite and the in-memory channel layer in one process.
+project runs on SQLite and an in-process fan-out in one process.
 `DATABASE_URL` and `REDIS_URL` move it to PostgreSQL and Redis.
 """
 
@@ -167,7 +167,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
-    # Shared by every process: WebSocket tickets, throttles, presence.
+    # Shared by every process: WebSocket tickets and throttles.
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",

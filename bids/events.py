@@ -178,7 +178,7 @@ def notification_text(notification: Notification) -> str:
     )
 
 
-# --- Sending to the channel layer -------------------------------------------------
+# --- Handing committed events to the fan-out ----------------------------------------
 
 _posting = threading.local()
 
@@ -235,7 +235,7 @@ def fanout_items(sends) -> list[dict[str, Any]]:
 
 
 class LoopPublisher:
-    """Sends broadcasts in order on an event loop, for threads that must not wait on the channel layer.
+    """Sends broadcasts in order on an event loop, for threads that must not wait on Redis.
 
     Each send gives up after `PUBLISH_TIMEOUT_SECONDS`, and the queue holds
     at most `PUBLISH_QUEUE_LIMIT` sends (the oldest go first): a lot's events

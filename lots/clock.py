@@ -3,8 +3,8 @@
 The clock is a thread of its own with its own database connection (a
 `Worker`): a round of any length holds up no socket. It sleeps until the next
 due time, or until a schedule change wakes it (PostgreSQL `NOTIFY`, issued in
-the changing transaction; in-process on SQLite): it never waits on the
-channel layer. Its broadcasts are handed to a `LoopPublisher` on an event
+the changing transaction; in-process on SQLite): it never waits on
+Redis. Its broadcasts are handed to a `LoopPublisher` on an event
 loop, so a frozen Redis holds back no close.
 
 Each step claims due lots with SKIP LOCKED (one at a time, or a batch when

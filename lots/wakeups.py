@@ -1,4 +1,4 @@
-"""Wake-ups for the background workers (the clock, the mailer) that need no channel layer.
+"""Wake-ups for the background workers (the clock, the mailer) that need no Redis.
 
 On PostgreSQL a wake-up is a `NOTIFY` issued in the writer's transaction:
 PostgreSQL delivers it to every listening process on commit, and drops it

@@ -1,9 +1,8 @@
 """WebSocket routes: a lot's room, a sale's room, your notifications; anything else closes with 4404.
 
 The ids and slugs a route takes are bounded like the rows they name (a lot id of
-at most 18 digits, a slug no longer than `Auction.slug`), so every room's
-channel-layer group name stays within the layer's 100 characters; a longer one
-matches no route. A path no route takes (an unknown `/ws/...`, or `Upgrade:
+at most 18 digits, a slug no longer than `Auction.slug`), so every room's name
+stays short; a longer one matches no route. A path no route takes (an unknown `/ws/...`, or `Upgrade:
 websocket` on a page or an API path) is accepted and closed with 4404 at once,
 never a server error.
 """
