@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 from auction_site.exceptions import InvalidInput, NotFound
 from auction_site.openapi import ErrorSerializer
 from bids import selectors, services
+from bids.events import bid_outcome_payload
 from bids.serializers import (
     BidInputSerializer,
     BidOutcomeSerializer,
@@ -16,7 +17,7 @@ from bids.serializers import (
     MyBidSerializer,
     NotificationSerializer,
 )
-from lots.selectors import get_lot, is_lot_visible
+from lots.selectors import is_lot_visible
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -34,13 +35,9 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
-def outcome_response(request: Request, outcome: services.BidOutcome) -> Response:
-    lot = get_lot(lot_id=outcome.lot.pk)
-    data = BidOutcomeSerializer(
-        {"bid": outcome.bid, "lot": lot, "leading": outcome.leading, "replayed": outcome.replayed},
-        context={"request": request},
-    ).data
-    return Response(data, status=status.HTTP_201_CREATED)
+def outcome_response(outcome: services.BidOutcome) -> Response:
+    """The answer BID_ACCEPTED gives on a socket, from the bid's own transaction: the lot is not read again."""
+    return Response(BidOutcomeSerializer(bid_outcome_payload(outcome)).data, status=status.HTTP_201_CREATED)
 
 
 class LotBidsApi(generics.ListAPIView):
@@ -62,7 +59,7 @@ class LotBidsApi(generics.ListAPIView):
         outcome = services.place_bid(
             lot_id=lot_id, bidder=request.user, idempotency_key=idempotency_key(request), **serializer.validated_data
         )
-        return outcome_response(request, outcome)
+        return outcome_response(outcome)
 
 
 class BuyNowApi(APIView):
@@ -71,7 +68,7 @@ class BuyNowApi(APIView):
     @extend_schema(request=None, responses={201: BidOutcomeSerializer}, parameters=[IDEMPOTENCY_HEADER])
     def post(self, request: Request, lot_id: int) -> Response:
         outcome = services.buy_now(lot_id=lot_id, buyer=request.user, idempotency_key=idempotency_key(request))
-        return outcome_response(request, outcome)
+        return outcome_response(outcome)
 
 
 class MyBidsApi(generics.ListAPIView):

@@ -61,7 +61,7 @@ def lot_min_next_bid(lot: Lot):
 
 def lot_price_state(lot: Lot, *, high_bidder_alias: str | None) -> dict[str, Any]:
     """The part of a lot's public state that a bid changes. Bidders are named by their alias on the lot
-    (`lots.services.name_bidders`), never by username: one frame serves every watcher."""
+    (`lots.models.LotAlias`), never by username: one frame serves every watcher."""
     return {
         "current_price": lot.current_price,
         "min_next_bid": lot_min_next_bid(lot),
@@ -79,6 +79,29 @@ def bid_payload(bid, *, bidder_alias: str) -> dict[str, Any]:
         "bidder": bidder_alias,
         "created_at": bid.created_at,
         "is_proxy": bid.is_proxy,
+    }
+
+
+def bid_outcome_payload(outcome) -> dict[str, Any]:
+    """An accepted bid's answer (a `services.BidOutcome`): the REST body, and BID_ACCEPTED's fields on a socket."""
+    bid = outcome.bid
+    return {
+        "code": "accepted",
+        "leading": outcome.leading,
+        "replayed": outcome.replayed,
+        "bid": {
+            "id": bid.id,
+            "amount": bid.amount,
+            # Your alias on the lot: the room's frames name you by it.
+            "bidder": outcome.alias,
+            "max_amount": bid.max_amount,
+            "is_proxy": bid.is_proxy,
+            "created_at": bid.created_at,
+        },
+        "min_next_bid": outcome.lot_state["min_next_bid"],
+        # The lot's `seq` once the bid stood (for a replay, its `seq` now): the room's frames up to it include the bid.
+        "seq": outcome.lot.seq,
+        "lot": outcome.lot_state,
     }
 
 
@@ -143,6 +166,11 @@ def flush_outboxes(outboxes: list[Outbox]) -> None:
         LotEvent.objects.bulk_create(events)
     if notifications:
         Notification.objects.bulk_create(notifications)
+    queue_sends(outboxes)
+
+
+def queue_sends(outboxes: list[Outbox]) -> None:
+    """For stored outboxes: wake the clocks if times moved; broadcast and wake the mailer after commit."""
     if any(outbox.times_changed for outbox in outboxes):
         wake_clocks()
     sends = [
@@ -157,7 +185,7 @@ def flush_outboxes(outboxes: list[Outbox]) -> None:
     ]
     if sends:
         transaction.on_commit(lambda: broadcast_many(sends))
-    if notifications:
+    if any(outbox.notifications for outbox in outboxes):
         _wake_mailer_on_commit()
 
 
@@ -181,6 +209,19 @@ def notification_text(notification: Notification) -> str:
 # --- Handing committed events to the fan-out ----------------------------------------
 
 _posting = threading.local()
+# A server's own: every thread's broadcasts go out on its event loop (`post_broadcasts_from_threads`).
+_server_publisher: LoopPublisher | None = None
+
+
+def post_broadcasts_from_threads(publisher: LoopPublisher | None) -> None:
+    """From now on, broadcasts committed on any thread are handed to `publisher` (None: sent from the thread).
+
+    `manage.py serve` sets it: a bid's answer goes out as soon as its
+    transaction commits, and the events follow from the loop, in commit order;
+    a send that fails is caught up by the watchers from the stored events.
+    """
+    global _server_publisher
+    _server_publisher = publisher
 
 
 @contextlib.contextmanager
@@ -200,7 +241,7 @@ def broadcasts_posted_to(publisher: LoopPublisher) -> Iterator[None]:
 def broadcast_many(sends: list[tuple[int | None, str | None, list[tuple[int, str]], list[tuple[int, str]]]]) -> None:
     """Send committed events, each send as (lot_id, auction_slug, events, notifications)."""
     items = fanout_items(sends)
-    publisher = getattr(_posting, "publisher", None)
+    publisher = getattr(_posting, "publisher", None) or _server_publisher
     if publisher is not None:
         publisher.post(functools.partial(broadcasting.publish_async, items))
         return
@@ -294,7 +335,8 @@ class LoopPublisher:
         while True:
             send = await self._queue.get()
             try:
-                await asyncio.wait_for(send(), self.PUBLISH_TIMEOUT_SECONDS)
+                with BROADCAST_SECONDS.time():
+                    await asyncio.wait_for(send(), self.PUBLISH_TIMEOUT_SECONDS)
             except Exception as exc:
                 # One warning an outage, then a count when it ends.
                 if self._failed == 0:

@@ -6,7 +6,7 @@ from bids.fields import MoneyField
 from bids.models import Bid, ChatMessage, Notification
 from lots.models import LotStatus
 from lots.selectors import effective_status, get_aliases
-from lots.serializers import ALIAS_FIELD, USERNAME_FIELD, LotSerializer, viewer_of
+from lots.serializers import ALIAS_FIELD, USERNAME_FIELD, viewer_of
 
 
 class BidInputSerializer(serializers.Serializer):
@@ -74,11 +74,38 @@ class MyBidSerializer(serializers.ModelSerializer):
         return effective_status(bid.lot, now=self.context.get("now") or timezone.now())
 
 
+class AcceptedBidSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    amount = MoneyField()
+    bidder = serializers.CharField(help_text="Your alias on the lot: the room's frames name you by it.")
+    max_amount = MoneyField(allow_null=True, help_text="Your hidden maximum, if you set one.")
+    is_proxy = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+
+
+class LotPriceSerializer(serializers.Serializer):
+    """The part of the lot's public state a bid changes, as NEW_BID's `lot` carries it."""
+
+    current_price = MoneyField(allow_null=True)
+    min_next_bid = MoneyField()
+    bid_count = serializers.IntegerField()
+    high_bidder = serializers.CharField(allow_null=True, help_text="The leader's alias on the lot.")
+    reserve_met = serializers.BooleanField()
+    ends_at = serializers.DateTimeField()
+
+
 class BidOutcomeSerializer(serializers.Serializer):
-    bid = MyBidSerializer()
-    lot = LotSerializer()
+    """An accepted bid: the REST answer, with the same fields as BID_ACCEPTED on a socket."""
+
+    code = serializers.CharField(help_text='Always "accepted".')
     leading = serializers.BooleanField(help_text="False when a proxy maximum outbid you at once.")
     replayed = serializers.BooleanField(help_text="True when this answers a retried Idempotency-Key.")
+    bid = AcceptedBidSerializer()
+    min_next_bid = MoneyField()
+    seq = serializers.IntegerField(
+        help_text="The lot's seq once the bid stood (for a replay, its seq now): the room's events up to it include the bid."
+    )
+    lot = LotPriceSerializer()
 
 
 class NotificationSerializer(serializers.ModelSerializer):

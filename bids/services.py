@@ -14,22 +14,23 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, OuterRef, Subquery, Value, When
 from django.utils import timezone
 
 from accounts.exceptions import SessionEnded
-from accounts.services import ensure_session_open
+from accounts.services import ensure_session_checks_pass, ensure_session_open, session_checks
 from auction_site.exceptions import InvalidInput, NotFound, RateLimited
 from auction_site.metrics import count_bids
 from auction_site.ratelimit import take_allowance
+from bids import writes
 from bids.events import Outbox, bid_payload, broadcast_chat, chat_payload, dumps, lot_min_next_bid, lot_price_state
 from bids.exceptions import BidderRefused, BidRejected, BidsRateLimited, InvalidBid
 from bids.models import Bid, ChatMessage, VoidReason
 from bids.rules import currency_places, increment_for, parse_money
 from lots.exceptions import LotActionRefused, NotLotManager
-from lots.models import Lot, LotStatus, Registration, RegistrationStatus
-from lots.selectors import get_aliases, is_lot_visible, visible_to
-from lots.services import ensure_can_manage, finish_lot, lock_lot, name_bidders
+from lots.models import Lot, LotAlias, LotStatus, Registration, RegistrationStatus
+from lots.selectors import alias_of, get_aliases, is_lot_visible, visible_to
+from lots.services import ensure_can_manage, finish_lot, lock_lot, locked_lots
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class BidOutcome:
     bid: Bid
     lot: Lot
     leading: bool
+    # The lot's public price state after the bid (`bids.events.lot_price_state`).
+    lot_state: dict
     replayed: bool = False
     # The bidder's public alias on the lot.
     alias: str | None = None
@@ -44,28 +47,39 @@ class BidOutcome:
 
 @dataclass(frozen=True)
 class PlannedBid:
-    """A bid row to insert, and who leads once it stands."""
+    """A bid row to insert, and who leads (their user id) once it stands."""
 
     bid: Bid
-    leader: object
+    leader_id: int
 
 
 def _request_hash(*parts: object) -> str:
     return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
 
 
-def _replay(*, lot: Lot, bidder, idempotency_key: str, request_hash: str) -> BidOutcome | None:
-    """The first outcome for a retried key, None for a new key.
+def _replay(*, bidder, idempotency_key: str | None, request_hash: str) -> BidOutcome | None:
+    """The first outcome of a retried key, None for a new key (or none); read only for a request that could
+    not stand as new (refused by the rules, or its key taken meanwhile).
 
     Raises `idempotency_conflict` when the key came with another request.
     """
-    earlier = Bid.objects.filter(bidder=bidder, idempotency_key=idempotency_key).first()
+    if not idempotency_key:
+        return None
+    earlier = Bid.objects.filter(bidder=bidder, idempotency_key=idempotency_key).select_related("lot").first()
     if earlier is None:
         return None
     if earlier.request_hash != request_hash:
         raise BidRejected("idempotency_conflict", "This idempotency key was already used for a different request.")
-    alias = get_aliases(lot_id=lot.pk, user_ids=[bidder.pk]).get(bidder.pk)
-    return BidOutcome(bid=earlier, lot=lot, leading=lot.high_bidder_id == bidder.pk, replayed=True, alias=alias)
+    lot = earlier.lot
+    aliases = get_aliases(lot_id=lot.pk, user_ids=[bidder.pk, lot.high_bidder_id])
+    return BidOutcome(
+        bid=earlier,
+        lot=lot,
+        leading=lot.high_bidder_id == bidder.pk,
+        lot_state=lot_price_state(lot, high_bidder_alias=aliases.get(lot.high_bidder_id)),
+        replayed=True,
+        alias=aliases.get(bidder.pk),
+    )
 
 
 def ensure_can_bid(*, lot: Lot, bidder, now: datetime) -> None:
@@ -83,20 +97,47 @@ def ensure_can_bid(*, lot: Lot, bidder, now: datetime) -> None:
     if bidder.is_staff and not settings.AUCTION_STAFF_CAN_BID:
         raise BidRejected("staff_cannot_bid", "Staff accounts may not bid.")
     if lot.auction_id and lot.auction.requires_registration:
-        _ensure_approved(auction_id=lot.auction_id, bidder=bidder)
+        _ensure_approved(lot.bidder_registration)
 
 
-def _ensure_bidder_active(bidder) -> None:
-    """Raises `account_inactive` or `session_ended`, read afresh: a socket's user may have been deactivated since."""
+def _lock_for_bid(lot_id: int, bidder) -> Lot:
+    """The lot with its row locked, and what a bid checks besides it, in one statement. Raises `lot_not_found`.
+
+    The annotations are read from the statement's snapshot, taken before the lock
+    was granted: right for what no other bid changes (the bidder's account,
+    registration and own alias), but the leader's alias may be missing when the
+    bid that held the lock made its leader's first bid (`writes.reserve` reads it then).
+    """
+    registration = Registration.objects.filter(auction_id=OuterRef("auction_id"), user_id=bidder.pk)
+    lots = (
+        locked_lots()
+        .filter(visible_to(bidder), pk=lot_id)
+        .select_related("auction")
+        .annotate(
+            **session_checks(bidder),
+            bidder_registration=Subquery(registration.values("status")[:1]),
+            bidder_paddle=Subquery(registration.values("paddle_number")[:1]),
+            bidder_alias=Subquery(LotAlias.objects.filter(lot_id=OuterRef("pk"), user_id=bidder.pk).values("label")),
+            leader_alias=alias_of("pk", "high_bidder_id"),
+        )
+    )
     try:
-        ensure_session_open(user=bidder)
+        return lots.get()
+    except (Lot.DoesNotExist, ValueError, TypeError):
+        raise NotFound("lot_not_found", "No such lot.") from None
+
+
+def _ensure_bidder_active(lot: Lot) -> None:
+    """Raises `account_inactive` or `session_ended` from the bidder's row as `_lock_for_bid` read it:
+    a socket's user may have been deactivated since the socket opened."""
+    try:
+        ensure_session_checks_pass(session_active=lot.session_active, session_current=lot.session_current)
     except SessionEnded as exc:
         raise BidderRefused(exc.code, exc.message) from exc
 
 
-def _ensure_approved(*, auction_id: int, bidder) -> None:
+def _ensure_approved(status: str | None) -> None:
     """Raises `not_registered` (none, rejected or revoked) or `registration_pending`."""
-    status = Registration.objects.filter(auction_id=auction_id, user=bidder).values_list("status", flat=True).first()
     if status == RegistrationStatus.APPROVED:
         return
     if status == RegistrationStatus.PENDING:
@@ -125,10 +166,10 @@ def _soft_close_end(lot: Lot, now: datetime) -> datetime | None:
 def _plan_challenge(*, lot: Lot, bidder, amount: Decimal, ceiling: Decimal, key, request_hash) -> list[PlannedBid]:
     """The rows a bid by someone other than the leader produces (proxy bidding)."""
 
-    def row(who, price, *, max_amount=None, is_proxy=False, own=False) -> Bid:
+    def row(who: int, price, *, max_amount=None, is_proxy=False, own=False) -> Bid:
         return Bid(
-            lot=lot,
-            bidder=who,
+            lot_id=lot.pk,
+            bidder_id=who,
             amount=price,
             submitted_amount=amount if own else None,
             max_amount=max_amount,
@@ -138,10 +179,10 @@ def _plan_challenge(*, lot: Lot, bidder, amount: Decimal, ceiling: Decimal, key,
         )
 
     own_max = ceiling if ceiling > amount else None
-    leader, leader_max = lot.high_bidder, lot.high_max_amount
+    leader, leader_max = lot.high_bidder_id, lot.high_max_amount
     if leader is None:
         price = _with_reserve(lot, amount, ceiling)
-        return [PlannedBid(row(bidder, price, max_amount=own_max, own=True), bidder)]
+        return [PlannedBid(row(bidder.pk, price, max_amount=own_max, own=True), bidder.pk)]
 
     if ceiling > leader_max:
         # The challenger takes the lead at the old maximum plus one increment,
@@ -157,12 +198,12 @@ def _plan_challenge(*, lot: Lot, bidder, amount: Decimal, ceiling: Decimal, key,
             ),
         )
         price = _with_reserve(lot, price, ceiling)
-        planned.append(PlannedBid(row(bidder, price, max_amount=own_max, own=True), bidder))
+        planned.append(PlannedBid(row(bidder.pk, price, max_amount=own_max, own=True), bidder.pk))
         return planned
 
     # The leader's maximum covers the challenge: the challenger is outbid at
     # once and the leader's proxy answers one increment above, within its max.
-    planned = [PlannedBid(row(bidder, amount, max_amount=own_max, own=True), leader)]
+    planned = [PlannedBid(row(bidder.pk, amount, max_amount=own_max, own=True), leader)]
     answer = min(leader_max, ceiling + increment_for(ceiling, lot.bid_increment, places=currency_places(lot.currency)))
     if answer > amount:
         planned.append(PlannedBid(row(leader, answer, is_proxy=True), leader))
@@ -174,13 +215,13 @@ def _plan_challenge(*, lot: Lot, bidder, amount: Decimal, ceiling: Decimal, key,
 def _take_step(lot: Lot, step: PlannedBid) -> None:
     """Move the lot's price and leader to where a public bid row puts them."""
     lot.current_price = step.bid.amount
-    lot.high_bidder = step.leader
+    lot.high_bidder_id = step.leader_id
     lot.bid_count += 1
 
 
 def _plan_bid(*, lot: Lot, bidder, amount: Decimal, ceiling: Decimal, key, request_hash) -> list[PlannedBid]:
     """The rows a bid makes against the lot's current price. Raises `bid_too_low`, `already_leading`."""
-    if lot.high_bidder is not None and lot.high_bidder.pk == bidder.pk:
+    if lot.high_bidder_id == bidder.pk:
         return [_plan_raise(lot=lot, bidder=bidder, amount=amount, ceiling=ceiling, key=key, request_hash=request_hash)]
     floor = lot_min_next_bid(lot)
     if amount < floor:
@@ -188,11 +229,9 @@ def _plan_bid(*, lot: Lot, bidder, amount: Decimal, ceiling: Decimal, key, reque
     return _plan_challenge(lot=lot, bidder=bidder, amount=amount, ceiling=ceiling, key=key, request_hash=request_hash)
 
 
-def _apply(*, lot: Lot, planned: list[PlannedBid], outbox: Outbox, now: datetime, aliases: dict[int, str]) -> None:
-    """Insert the rows, move the lot's price and leader, record the events (bidders named by `aliases`)."""
-    for step in planned:
-        step.bid.created_at = now
-    Bid.objects.bulk_create([p.bid for p in planned])
+def _record(*, lot: Lot, planned: list[PlannedBid], outbox: Outbox, now: datetime, aliases: dict[int, str]) -> None:
+    """Move the lot's price and leader to where the rows (their ids set) put them; record the events,
+    bidders named by `aliases`."""
     public = [p for p in planned if not p.bid.raises_max_only]
     # Extend first so that every NEW_BID already shows the end it leads to;
     # a buy-now ends the lot instead.
@@ -203,29 +242,46 @@ def _apply(*, lot: Lot, planned: list[PlannedBid], outbox: Outbox, now: datetime
         _take_step(lot, step)
         outbox.lot_event(
             "NEW_BID",
-            bid=bid_payload(step.bid, bidder_alias=aliases[step.bid.bidder.pk]),
-            lot=lot_price_state(lot, high_bidder_alias=aliases[step.leader.pk]),
+            bid=bid_payload(step.bid, bidder_alias=aliases[step.bid.bidder_id]),
+            lot=lot_price_state(lot, high_bidder_alias=aliases[step.leader_id]),
         )
     if new_end is not None:
         outbox.lot_event("LOT_EXTENDED", ends_at=lot.ends_at)
 
 
-def _insert_guarded(*, bidder, idempotency_key: str | None, insert) -> None:
-    """Run the insert; a key taken meanwhile on another lot is a conflict."""
-    if not idempotency_key:
-        # No key to tell a conflict by: any IntegrityError fails the whole bid,
-        # so the savepoint (two round trips inside the lot's lock) is skipped.
-        insert()
-        return
-    try:
-        with transaction.atomic():
-            insert()
-    except IntegrityError:
-        if Bid.objects.filter(bidder=bidder, idempotency_key=idempotency_key).exists():
-            raise BidRejected(
-                "idempotency_conflict", "This idempotency key was already used for a different request."
-            ) from None
-        raise
+def _rows_and_events(*, lot: Lot, bidder, planned: list[PlannedBid], now: datetime) -> tuple[list, Outbox, dict]:
+    """The rows a decided bid inserts (its bids, and the bidder's alias at their first bid on the lot), with
+    their ids where the database gives them ahead, and the outbox of its events. Returns (rows, outbox, aliases).
+
+    A bidder's alias is fixed at their first bid: their paddle in the lot's sale
+    if they registered, else "Bidder N" (the Nth to bid on the lot). Under the
+    lot's lock, so the numbers never race.
+    """
+    leader_id = lot.high_bidder_id
+    aliases = {
+        user_id: alias for user_id, alias in ((bidder.pk, lot.bidder_alias), (leader_id, lot.leader_alias)) if alias
+    }
+    unknown = {bidder.pk, leader_id} - {None} - aliases.keys()
+    bids = [step.bid for step in planned]
+    ids, read, last_number = writes.reserve(bids=len(bids), lot_id=lot.pk, alias_users=unknown)
+    aliases |= read
+    rows: list = []
+    if bidder.pk not in aliases:
+        number = last_number + 1
+        label = f"Paddle {lot.bidder_paddle}" if lot.bidder_paddle is not None else f"Bidder {number}"
+        rows.append(LotAlias(lot_id=lot.pk, user_id=bidder.pk, number=number, label=label))
+        aliases[bidder.pk] = label
+    for bid in bids:
+        bid.created_at = now
+    if ids is None:
+        Bid.objects.bulk_create(bids)  # This database numbers rows only as it inserts them.
+    else:
+        for bid, bid_id in zip(bids, ids, strict=True):
+            bid.id = bid_id
+        rows = bids + rows
+    outbox = Outbox(lot)
+    _record(lot=lot, planned=planned, outbox=outbox, now=now, aliases=aliases)
+    return rows, outbox, aliases
 
 
 def _parse_amounts(amount: object, max_amount: object | None) -> tuple[Decimal, Decimal | None]:
@@ -251,8 +307,8 @@ def _plan_raise(*, lot: Lot, bidder, amount: Decimal, ceiling: Decimal, key, req
         )
     price = _with_reserve(lot, lot.current_price, ceiling)
     bid = Bid(
-        lot=lot,
-        bidder=bidder,
+        lot_id=lot.pk,
+        bidder_id=bidder.pk,
         amount=price,
         submitted_amount=amount,
         max_amount=ceiling,
@@ -260,7 +316,7 @@ def _plan_raise(*, lot: Lot, bidder, amount: Decimal, ceiling: Decimal, key, req
         request_hash=request_hash,
         raises_max_only=price == lot.current_price,
     )
-    return PlannedBid(bid, bidder)
+    return PlannedBid(bid, bidder.pk)
 
 
 def _outbid_notice(lot: Lot, aliases: dict[int, str]) -> dict:
@@ -268,7 +324,7 @@ def _outbid_notice(lot: Lot, aliases: dict[int, str]) -> dict:
         "lot_id": lot.id,
         "title": lot.title,
         "currency": lot.currency,
-        **lot_price_state(lot, high_bidder_alias=aliases[lot.high_bidder.pk]),
+        **lot_price_state(lot, high_bidder_alias=aliases[lot.high_bidder_id]),
     }
 
 
@@ -284,7 +340,6 @@ def _take_bid_allowance(bidder) -> None:
 
 
 @count_bids("bid")
-@transaction.atomic
 def place_bid(
     *,
     lot_id: int,
@@ -296,6 +351,8 @@ def place_bid(
 ) -> BidOutcome:
     """Place a bid, with an optional hidden maximum. Locks the lot row.
 
+    An accepted bid is one transaction of five statements on PostgreSQL (`bids.writes`);
+    the idempotency key is looked up only when the bid cannot stand as new.
     Raises `invalid_amount`, `rate_limited`, `lot_not_found`, `lot_not_open`,
     `lot_closed`, `own_lot`, `staff_cannot_bid`, `bid_too_low`, `already_leading`,
     `idempotency_conflict`, `account_inactive`, `session_ended`.
@@ -303,45 +360,63 @@ def place_bid(
     parsed_amount, parsed_max = _parse_amounts(amount, max_amount)
     request_hash = _request_hash("bid", lot_id, parsed_amount, parsed_max)
     _take_bid_allowance(bidder)
-    lot = lock_lot(lot_id, viewer=bidder)
-    _ensure_bidder_active(bidder)
+    try:
+        return _place_bid_locked(
+            lot_id=lot_id,
+            bidder=bidder,
+            amount=parsed_amount,
+            max_amount=parsed_max,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            now=now,
+        )
+    except BidderRefused:
+        raise
+    except (BidRejected, IntegrityError):
+        earlier = _replay(bidder=bidder, idempotency_key=idempotency_key, request_hash=request_hash)
+        if earlier is None:
+            raise
+        return earlier
+
+
+PRICE_FIELDS = ["current_price", "high_bidder", "high_max_amount", "bid_count", "ends_at", "seq", "updated_at"]
+
+
+@transaction.atomic
+def _place_bid_locked(
+    *, lot_id: int, bidder, amount: Decimal, max_amount: Decimal | None, idempotency_key, request_hash, now
+) -> BidOutcome:
+    lot = _lock_for_bid(lot_id, bidder)
+    _ensure_bidder_active(lot)
     now = now or timezone.now()
-    if idempotency_key:
-        earlier = _replay(lot=lot, bidder=bidder, idempotency_key=idempotency_key, request_hash=request_hash)
-        if earlier is not None:
-            return earlier
     ensure_can_bid(lot=lot, bidder=bidder, now=now)
-    _check_currency_places(lot, parsed_amount, parsed_max)
-    ceiling = parsed_max or parsed_amount
-    previous_leader = lot.high_bidder
+    _check_currency_places(lot, amount, max_amount)
+    ceiling = max_amount or amount
+    previous_leader = lot.high_bidder_id
     planned = _plan_bid(
-        lot=lot, bidder=bidder, amount=parsed_amount, ceiling=ceiling, key=idempotency_key, request_hash=request_hash
+        lot=lot, bidder=bidder, amount=amount, ceiling=ceiling, key=idempotency_key, request_hash=request_hash
     )
-    leading = planned[-1].leader is bidder
+    leading = planned[-1].leader_id == bidder.pk
     if leading:
         lot.high_max_amount = ceiling
-    aliases = name_bidders(lot=lot, users=[previous_leader, bidder])
-
-    outbox = Outbox(lot)
-    _insert_guarded(
-        bidder=bidder,
-        idempotency_key=idempotency_key,
-        insert=lambda: _apply(lot=lot, planned=planned, outbox=outbox, now=now, aliases=aliases),
-    )
-    lot.save(
-        update_fields=["current_price", "high_bidder", "high_max_amount", "bid_count", "ends_at", "seq", "updated_at"]
-    )
+    rows, outbox, aliases = _rows_and_events(lot=lot, bidder=bidder, planned=planned, now=now)
     if not leading:
         outbox.notify(bidder.pk, "OUTBID", **_outbid_notice(lot, aliases))
-    elif previous_leader is not None and previous_leader.pk != bidder.pk:
-        outbox.notify(previous_leader.pk, "OUTBID", **_outbid_notice(lot, aliases))
-    outbox.flush()
+    elif previous_leader is not None and previous_leader != bidder.pk:
+        outbox.notify(previous_leader, "OUTBID", **_outbid_notice(lot, aliases))
+    lot.updated_at = timezone.now()
+    writes.write(rows=rows, lot=lot, fields=PRICE_FIELDS, outbox=outbox)
     own_bid = next(p.bid for p in planned if not p.bid.is_proxy)
-    return BidOutcome(bid=own_bid, lot=lot, leading=leading, alias=aliases[bidder.pk])
+    return BidOutcome(
+        bid=own_bid,
+        lot=lot,
+        leading=leading,
+        lot_state=lot_price_state(lot, high_bidder_alias=aliases[lot.high_bidder_id]),
+        alias=aliases[bidder.pk],
+    )
 
 
 @count_bids("buy_now")
-@transaction.atomic
 def buy_now(*, lot_id: int, buyer, idempotency_key: str | None = None, now: datetime | None = None) -> BidOutcome:
     """Buy the lot at its buy-now price and close it at once. Locks the lot row.
 
@@ -350,41 +425,53 @@ def buy_now(*, lot_id: int, buyer, idempotency_key: str | None = None, now: date
     """
     request_hash = _request_hash("buy_now", lot_id)
     _take_bid_allowance(buyer)
-    lot = lock_lot(lot_id, viewer=buyer)
-    _ensure_bidder_active(buyer)
+    try:
+        return _buy_now_locked(
+            lot_id=lot_id, buyer=buyer, idempotency_key=idempotency_key, request_hash=request_hash, now=now
+        )
+    except BidderRefused:
+        raise
+    except (BidRejected, IntegrityError):
+        earlier = _replay(bidder=buyer, idempotency_key=idempotency_key, request_hash=request_hash)
+        if earlier is None:
+            raise
+        return earlier
+
+
+@transaction.atomic
+def _buy_now_locked(*, lot_id: int, buyer, idempotency_key, request_hash, now) -> BidOutcome:
+    lot = _lock_for_bid(lot_id, buyer)
+    _ensure_bidder_active(lot)
     now = now or timezone.now()
-    if idempotency_key:
-        earlier = _replay(lot=lot, bidder=buyer, idempotency_key=idempotency_key, request_hash=request_hash)
-        if earlier is not None:
-            return earlier
     ensure_can_bid(lot=lot, bidder=buyer, now=now)
     if lot.buy_now_price is None or (lot.current_price is not None and lot.current_price >= lot.buy_now_price):
         raise BidRejected("buy_now_unavailable", "Buy now is not available on this lot.")
-    previous_leader = lot.high_bidder
+    previous_leader = lot.high_bidder_id
     bid = Bid(
-        lot=lot,
-        bidder=buyer,
+        lot_id=lot.pk,
+        bidder_id=buyer.pk,
         amount=lot.buy_now_price,
         submitted_amount=lot.buy_now_price,
         is_buy_now=True,
         idempotency_key=idempotency_key,
         request_hash=request_hash,
     )
-    outbox = Outbox(lot)
     lot.high_max_amount = lot.buy_now_price
-    aliases = name_bidders(lot=lot, users=[previous_leader, buyer])
-    _insert_guarded(
-        bidder=buyer,
-        idempotency_key=idempotency_key,
-        insert=lambda: _apply(lot=lot, planned=[PlannedBid(bid, buyer)], outbox=outbox, now=now, aliases=aliases),
+    rows, outbox, aliases = _rows_and_events(lot=lot, bidder=buyer, planned=[PlannedBid(bid, buyer.pk)], now=now)
+    if previous_leader is not None and previous_leader != buyer.pk:
+        outbox.notify(previous_leader, "OUTBID", **_outbid_notice(lot, aliases))
+    writes.write(rows=rows, lot=lot, fields=PRICE_FIELDS, outbox=outbox)
+    # Then the close, which names the winner by the alias just stored; its events follow the bid's.
+    closing = Outbox(lot)
+    finish_lot(lot=lot, outbox=closing, now=now)
+    closing.flush()
+    return BidOutcome(
+        bid=bid,
+        lot=lot,
+        leading=True,
+        lot_state=lot_price_state(lot, high_bidder_alias=aliases[buyer.pk]),
+        alias=aliases[buyer.pk],
     )
-    # finish_lot saves only the closing fields; the bid's own changes first.
-    lot.save(update_fields=["current_price", "high_bidder", "high_max_amount", "bid_count", "seq", "updated_at"])
-    if previous_leader is not None and previous_leader.pk != buyer.pk:
-        outbox.notify(previous_leader.pk, "OUTBID", **_outbid_notice(lot, aliases))
-    finish_lot(lot=lot, outbox=outbox, now=now)
-    outbox.flush()
-    return BidOutcome(bid=bid, lot=lot, leading=True, alias=aliases[buyer.pk])
 
 
 # --- Voiding a bidder's bids ----------------------------------------------------
@@ -411,7 +498,7 @@ def _replan(*, lot: Lot, submissions: list[Bid]) -> list[Bid]:
             )
         except BidRejected:
             continue
-        if planned[-1].leader.pk == submission.bidder_id:
+        if planned[-1].leader_id == submission.bidder_id:
             lot.high_max_amount = ceiling
         for step in planned:
             step.bid.created_at = submission.created_at
@@ -450,7 +537,7 @@ def void_bids(*, lot_id: int, bidder_id: int, actor, now: datetime | None = None
     # The replay of the bids before the first voided one rebuilds the state
     # they left; only the later ones make new rows.
     submissions = [row for row in standing if not row.is_proxy and row.bidder_id != bidder_id]
-    lot.current_price = lot.high_bidder = lot.high_max_amount = None
+    lot.current_price = lot.high_bidder_id = lot.high_max_amount = None
     lot.bid_count = 0
     _replan(lot=lot, submissions=[row for row in submissions if row.pk < first_voided])
     replacements = _replan(lot=lot, submissions=[row for row in submissions if row.pk >= first_voided])

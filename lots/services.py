@@ -21,7 +21,7 @@ from auction_site.exceptions import InvalidInput, NotFound
 from bids.events import Outbox, flush_outboxes, lot_result, notify_user
 from bids.rules import currency_places, parse_money
 from lots.exceptions import LotActionRefused, NotLotManager
-from lots.models import Auction, Lot, LotAlias, LotStatus, Registration, RegistrationStatus, Watch
+from lots.models import Auction, Lot, LotStatus, Registration, RegistrationStatus, Watch
 from lots.selectors import get_aliases, is_lot_visible, visible_to
 from lots.wakeups import wake_clocks
 
@@ -50,38 +50,6 @@ def lock_lot(lot_id: int, *, viewer=None) -> Lot:
         return lots.get(pk=lot_id)
     except (Lot.DoesNotExist, ValueError, TypeError):
         raise NotFound("lot_not_found", "No such lot.") from None
-
-
-def name_bidders(*, lot: Lot, users: list) -> dict[int, str]:
-    """The public aliases of these bidders on a lot whose row the caller holds locked, {user id: label}.
-
-    A bidder without one yet gets it now, in the order given: their paddle in
-    the lot's sale if they registered, else "Bidder N" (the Nth to bid on the
-    lot). Under the lot's lock, so the numbers never race; never changed after.
-    """
-    ids = list(dict.fromkeys(user.pk for user in users if user is not None))
-    aliases = get_aliases(lot_id=lot.pk, user_ids=ids)
-    missing = [user_id for user_id in ids if user_id not in aliases]
-    if not missing:
-        return aliases
-    paddles = (
-        dict(
-            Registration.objects.filter(auction_id=lot.auction_id, user_id__in=missing).values_list(
-                "user_id", "paddle_number"
-            )
-        )
-        if lot.auction_id
-        else {}
-    )
-    number = LotAlias.objects.filter(lot=lot).count()
-    rows = []
-    for user_id in missing:
-        number += 1
-        label = f"Paddle {paddles[user_id]}" if user_id in paddles else f"Bidder {number}"
-        rows.append(LotAlias(lot=lot, user_id=user_id, number=number, label=label))
-        aliases[user_id] = label
-    LotAlias.objects.bulk_create(rows)
-    return aliases
 
 
 def ensure_can_manage(*, lot: Lot, actor) -> None:

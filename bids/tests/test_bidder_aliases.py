@@ -145,7 +145,7 @@ def test_rest_bid_outcome_carries_the_bidders_alias(contested, client_for, third
     response = client_for(third_bidder).post(f"/api/lots/{contested.pk}/bids/", {"amount": "20.00"}, format="json")
 
     assert response.status_code == 201, response.content
-    assert (response.json()["lot"]["my_alias"], response.json()["lot"]["high_bidder"]) == ("Bidder 3", "Bidder 3")
+    assert (response.json()["bid"]["bidder"], response.json()["lot"]["high_bidder"]) == ("Bidder 3", "Bidder 3")
 
 
 def test_rest_seller_sees_the_winners_username_after_the_close(contested, client_for, seller):

@@ -1,5 +1,6 @@
 """/ws/lots/<id>/: joining, credentials, bidding, history, closing, replay and ordering."""
 
+import asyncio
 import json
 from datetime import timedelta
 from decimal import Decimal
@@ -11,11 +12,13 @@ from django.utils.dateparse import parse_datetime
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
+from bids import events
 from bids.models import Bid, LotEvent
 from bids.tests.utils import bid
 from bids.tests.ws import clock_near_expiry, forget_presence, send_to_room, seqs, without_broadcast
 from conftest import access_token_for
 from lots.services import close_lot
+from realtime import fanout
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -652,3 +655,32 @@ async def test_amounts_are_decimal_strings(ws, new_lot, bidder):
 
     assert frames["NEW_BID"]["lot"]["min_next_bid"] == "12.50"
     assert Decimal(frames["BID_ACCEPTED"]["min_next_bid"]) == Decimal("12.50")
+
+
+async def test_the_bidder_is_answered_before_the_broadcast_goes_out(ws, new_lot, bidder, monkeypatch):
+    """As under `manage.py serve`: a slow broadcast delays the room, never the bidder's answer."""
+    lot = await new_lot(starting_price="10.00")
+    watcher, _ = await ws.watch(lot)
+    bidding, _ = await ws.watch(lot, bidder)
+    release = asyncio.Event()
+    publish_async = fanout.publish_async
+
+    async def held_publish(items):
+        await release.wait()
+        await publish_async(items)
+
+    def publish_from_thread(items):
+        raise AssertionError("the bid's thread sent its broadcast itself")
+
+    monkeypatch.setattr(fanout, "publish_async", held_publish)
+    monkeypatch.setattr(fanout, "publish", publish_from_thread)
+    events.post_broadcasts_from_threads(events.LoopPublisher(asyncio.get_running_loop()))
+    try:
+        accepted = await bidding.request({"type": "NEW_BID", "amount": "10.00", "request_id": "r1"})
+        assert (accepted["type"], accepted["seq"]) == ("BID_ACCEPTED", 1)
+        await watcher.assert_silent()
+        release.set()
+        new_bid = await watcher.next()
+        assert (new_bid["type"], new_bid["seq"], new_bid["bid"]["id"]) == ("NEW_BID", 1, accepted["bid"]["id"])
+    finally:
+        events.post_broadcasts_from_threads(None)

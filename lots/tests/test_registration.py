@@ -531,8 +531,9 @@ def test_rest_approved_bidder_bids(registered, sale_lot, bidder, client_for):
     response = client_for(bidder).post(f"/api/lots/{sale_lot.pk}/bids/", {"amount": "10.00"}, format="json")
 
     assert response.status_code == 201
-    assert response.json()["lot"]["requires_registration"] is True
     assert response.json()["leading"] is True
+    # Named by the paddle of the sale's registration.
+    assert response.json()["bid"]["bidder"].startswith("Paddle ")
 
 
 # --- Admin bulk actions --------------------------------------------------------------------

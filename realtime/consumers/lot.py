@@ -10,7 +10,7 @@ from django.utils import timezone
 from auction_site.exceptions import DomainError
 from bids import selectors as bid_selectors
 from bids import services as bid_services
-from bids.events import dumps, lot_group, lot_min_next_bid
+from bids.events import bid_outcome_payload, dumps, lot_group
 from bids.exceptions import BidRejected, InvalidBid
 from bids.serializers import BidSerializer, ChatMessageSerializer
 from lots import selectors as lot_selectors
@@ -228,26 +228,7 @@ class LotConsumer(SocketConsumer):
         )
 
     async def _send_acceptance(self, request_id: str | None, outcome: bid_services.BidOutcome) -> None:
-        bid = outcome.bid
-        await self.send_json(
-            {
-                "type": "BID_ACCEPTED",
-                "request_id": request_id,
-                "code": "accepted",
-                "leading": outcome.leading,
-                "replayed": outcome.replayed,
-                "bid": {
-                    "id": bid.id,
-                    "amount": bid.amount,
-                    # Your alias on the lot: the room's frames name you by it.
-                    "bidder": outcome.alias,
-                    "max_amount": bid.max_amount,
-                    "is_proxy": bid.is_proxy,
-                    "created_at": bid.created_at,
-                },
-                "min_next_bid": f"{lot_min_next_bid(outcome.lot):.2f}",
-            }
-        )
+        await self.send_json({"type": "BID_ACCEPTED", "request_id": request_id, **bid_outcome_payload(outcome)})
 
     async def get_history(self, frame: dict) -> None:
         limit = limit_of(frame)

@@ -31,16 +31,15 @@ class Command(BaseCommand):
         from twisted.internet import reactor
 
         from auction_site.asgi import application
-        from bids.events import LoopPublisher
+        from bids.events import LoopPublisher, post_broadcasts_from_threads
         from lots.clock import Clock
 
         with_clock = settings.AUCTION_CLOCK_IN_PROCESS and not no_clock
 
-        def start_clock() -> None:
+        def start_clock(publisher: LoopPublisher) -> None:
             # The clock and the mailer run in threads of their own, with their
-            # own database connections: a round of any length holds up no
-            # socket. Their broadcasts are sent from daphne's loop.
-            clock = Clock(publisher=LoopPublisher(asyncio.get_event_loop())).start()
+            # own database connections: a round of any length holds up no socket.
+            clock = Clock(publisher=publisher).start()
             reactor.addSystemEventTrigger("before", "shutdown", clock.stop)
             # A moment for the threads to end cleanly; one stuck in a query is left to the exit.
             reactor.addSystemEventTrigger("during", "shutdown", clock.join, CLOCK_JOIN_SECONDS)
@@ -59,8 +58,12 @@ class Command(BaseCommand):
         }
 
         def ready() -> None:
+            # Broadcasts committed by requests, bids and the clock go out from daphne's loop, in
+            # order: a bid's answer never waits on Redis.
+            publisher = LoopPublisher(asyncio.get_event_loop())
+            post_broadcasts_from_threads(publisher)
             if with_clock:
-                start_clock()
+                start_clock(publisher)
 
         server = AuctionServer(
             application=application,

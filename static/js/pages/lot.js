@@ -299,9 +299,9 @@ async function placeOverRest(kind, body, requestId) {
   const path = kind === "BUY_NOW" ? `/api/lots/${lotId}/buy-now/` : `/api/lots/${lotId}/bids/`;
   try {
     const outcome = await api.post(path, kind === "BUY_NOW" ? undefined : body, { "Idempotency-Key": requestId });
-    if (settle(requestId)) accepted({ ...outcome, min_next_bid: outcome.lot.min_next_bid }, kind);
+    if (settle(requestId)) accepted(outcome, kind);
     if (!socket.live) {
-      state.lot = outcome.lot;
+      state.lot = { ...state.lot, ...outcome.lot };
       render();
     }
   } catch (error) {
