@@ -12,7 +12,7 @@ from django.core import signing
 from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F
+from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.encoding import force_bytes, force_str
@@ -175,17 +175,9 @@ def ensure_session_open(*, user) -> None:
     )
 
 
-def session_checks(user) -> dict[str, Exists]:
-    """`ensure_session_open`'s reads as annotations, for a caller that reads them beside other rows (a bid's lock)."""
-    this_user = User.objects.filter(pk=user.pk, is_active=True)
-    return {
-        "session_active": Exists(this_user),
-        "session_current": Exists(this_user.filter(password=user.password, session_epoch=user.session_epoch)),
-    }
-
-
 def ensure_session_checks_pass(*, session_active: bool, session_current: bool) -> None:
-    """Raises `account_inactive` or `session_ended` from what `session_checks` read."""
+    """Raises `account_inactive` or `session_ended`: the user's row is inactive (or gone), or no longer matches
+    the password and session epoch it was loaded with."""
     if not session_active:
         raise SessionEnded("account_inactive", "This account is no longer active.")
     if not session_current:

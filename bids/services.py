@@ -14,23 +14,23 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, OuterRef, Subquery, Value, When
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from accounts.exceptions import SessionEnded
-from accounts.services import ensure_session_checks_pass, ensure_session_open, session_checks
+from accounts.services import ensure_session_checks_pass, ensure_session_open
 from auction_site.exceptions import InvalidInput, NotFound, RateLimited
 from auction_site.metrics import count_bids
 from auction_site.ratelimit import take_allowance
-from bids import writes
+from bids import statements
 from bids.events import Outbox, bid_payload, broadcast_chat, chat_payload, dumps, lot_min_next_bid, lot_price_state
 from bids.exceptions import BidderRefused, BidRejected, BidsRateLimited, InvalidBid
 from bids.models import Bid, ChatMessage, VoidReason
 from bids.rules import currency_places, increment_for, parse_money
 from lots.exceptions import LotActionRefused, NotLotManager
 from lots.models import Lot, LotAlias, LotStatus, Registration, RegistrationStatus
-from lots.selectors import alias_of, get_aliases, is_lot_visible, visible_to
-from lots.services import ensure_can_manage, finish_lot, lock_lot, locked_lots
+from lots.selectors import get_aliases, is_lot_visible, visible_to
+from lots.services import ensure_can_manage, finish_lot, lock_lot
 
 
 @dataclass(frozen=True)
@@ -100,35 +100,8 @@ def ensure_can_bid(*, lot: Lot, bidder, now: datetime) -> None:
         _ensure_approved(lot.bidder_registration)
 
 
-def _lock_for_bid(lot_id: int, bidder) -> Lot:
-    """The lot with its row locked, and what a bid checks besides it, in one statement. Raises `lot_not_found`.
-
-    The annotations are read from the statement's snapshot, taken before the lock
-    was granted: right for what no other bid changes (the bidder's account,
-    registration and own alias), but the leader's alias may be missing when the
-    bid that held the lock made its leader's first bid (`writes.reserve` reads it then).
-    """
-    registration = Registration.objects.filter(auction_id=OuterRef("auction_id"), user_id=bidder.pk)
-    lots = (
-        locked_lots()
-        .filter(visible_to(bidder), pk=lot_id)
-        .select_related("auction")
-        .annotate(
-            **session_checks(bidder),
-            bidder_registration=Subquery(registration.values("status")[:1]),
-            bidder_paddle=Subquery(registration.values("paddle_number")[:1]),
-            bidder_alias=Subquery(LotAlias.objects.filter(lot_id=OuterRef("pk"), user_id=bidder.pk).values("label")),
-            leader_alias=alias_of("pk", "high_bidder_id"),
-        )
-    )
-    try:
-        return lots.get()
-    except (Lot.DoesNotExist, ValueError, TypeError):
-        raise NotFound("lot_not_found", "No such lot.") from None
-
-
 def _ensure_bidder_active(lot: Lot) -> None:
-    """Raises `account_inactive` or `session_ended` from the bidder's row as `_lock_for_bid` read it:
+    """Raises `account_inactive` or `session_ended` from the bidder's row as `statements.lock_for_bid` read it:
     a socket's user may have been deactivated since the socket opened."""
     try:
         ensure_session_checks_pass(session_active=lot.session_active, session_current=lot.session_current)
@@ -263,7 +236,7 @@ def _rows_and_events(*, lot: Lot, bidder, planned: list[PlannedBid], now: dateti
     }
     unknown = {bidder.pk, leader_id} - {None} - aliases.keys()
     bids = [step.bid for step in planned]
-    ids, read, last_number = writes.reserve(bids=len(bids), lot_id=lot.pk, alias_users=unknown)
+    ids, read, last_number = statements.reserve(bids=len(bids), lot_id=lot.pk, alias_users=unknown)
     aliases |= read
     rows: list = []
     if bidder.pk not in aliases:
@@ -351,7 +324,7 @@ def place_bid(
 ) -> BidOutcome:
     """Place a bid, with an optional hidden maximum. Locks the lot row.
 
-    An accepted bid is one transaction of five statements on PostgreSQL (`bids.writes`);
+    An accepted bid is one transaction of five statements on PostgreSQL (`bids.statements`);
     the idempotency key is looked up only when the bid cannot stand as new.
     Raises `invalid_amount`, `rate_limited`, `lot_not_found`, `lot_not_open`,
     `lot_closed`, `own_lot`, `staff_cannot_bid`, `bid_too_low`, `already_leading`,
@@ -386,7 +359,7 @@ PRICE_FIELDS = ["current_price", "high_bidder", "high_max_amount", "bid_count", 
 def _place_bid_locked(
     *, lot_id: int, bidder, amount: Decimal, max_amount: Decimal | None, idempotency_key, request_hash, now
 ) -> BidOutcome:
-    lot = _lock_for_bid(lot_id, bidder)
+    lot = statements.lock_for_bid(lot_id, bidder)
     _ensure_bidder_active(lot)
     now = now or timezone.now()
     ensure_can_bid(lot=lot, bidder=bidder, now=now)
@@ -405,7 +378,7 @@ def _place_bid_locked(
     elif previous_leader is not None and previous_leader != bidder.pk:
         outbox.notify(previous_leader, "OUTBID", **_outbid_notice(lot, aliases))
     lot.updated_at = timezone.now()
-    writes.write(rows=rows, lot=lot, fields=PRICE_FIELDS, outbox=outbox)
+    statements.write(rows=rows, lot=lot, fields=PRICE_FIELDS, outbox=outbox)
     own_bid = next(p.bid for p in planned if not p.bid.is_proxy)
     return BidOutcome(
         bid=own_bid,
@@ -440,7 +413,7 @@ def buy_now(*, lot_id: int, buyer, idempotency_key: str | None = None, now: date
 
 @transaction.atomic
 def _buy_now_locked(*, lot_id: int, buyer, idempotency_key, request_hash, now) -> BidOutcome:
-    lot = _lock_for_bid(lot_id, buyer)
+    lot = statements.lock_for_bid(lot_id, buyer)
     _ensure_bidder_active(lot)
     now = now or timezone.now()
     ensure_can_bid(lot=lot, bidder=buyer, now=now)
@@ -460,7 +433,7 @@ def _buy_now_locked(*, lot_id: int, buyer, idempotency_key, request_hash, now) -
     rows, outbox, aliases = _rows_and_events(lot=lot, bidder=buyer, planned=[PlannedBid(bid, buyer.pk)], now=now)
     if previous_leader is not None and previous_leader != buyer.pk:
         outbox.notify(previous_leader, "OUTBID", **_outbid_notice(lot, aliases))
-    writes.write(rows=rows, lot=lot, fields=PRICE_FIELDS, outbox=outbox)
+    statements.write(rows=rows, lot=lot, fields=PRICE_FIELDS, outbox=outbox)
     # Then the close, which names the winner by the alias just stored; its events follow the bid's.
     closing = Outbox(lot)
     finish_lot(lot=lot, outbox=closing, now=now)
