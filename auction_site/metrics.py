@@ -38,6 +38,14 @@ def count_http_request(method: str, status: int) -> None:
     HTTP_REQUESTS.labels(method if method in HTTP_METHODS else "other", str(status)).inc()
 
 
+def count_bid_result(kind: str, result: object) -> None:
+    """Count one bid's result: accepted (a replay excluded), or refused by its `code`."""
+    if isinstance(result, DomainError):
+        BIDS_REJECTED.labels(kind, result.code).inc()
+    elif not isinstance(result, Exception) and not getattr(result, "replayed", False):
+        BIDS_ACCEPTED.labels(kind).inc()
+
+
 def count_bids(kind: str) -> Callable:
     """Decorate a bid service: count what it accepted, and what it refused by `code`."""
 

@@ -49,6 +49,7 @@ class WsBidder:
         self.base, self.lot_id, self.tokens, self.t0 = base, lot_id, tokens, t0
         self.turn = 0
         self.pending: dict[str, asyncio.Future] = {}
+        self.accepted_ids: list[int] = []
 
     async def open(self) -> None:
         self.sockets = [await ws_connect(self.base, self.lot_id, t) for t in self.tokens]
@@ -61,6 +62,8 @@ class WsBidder:
                     continue  # room events (NEW_BID, USERS_COUNT): received and dropped
                 frame = json.loads(text)
                 future = self.pending.pop(frame.get("request_id") or "", None)
+                if frame.get("code") == "accepted":
+                    self.accepted_ids.append(frame["bid"]["id"])
                 if future and not future.done():
                     code = frame.get("code", "error")
                     future.set_result(code if frame["type"] != "ERROR" else f"error:{code}")
@@ -135,6 +138,7 @@ class RestBidder:
         self.connection = HttpConnection(base)
         self.lot_id, self.tokens, self.t0 = lot_id, tokens, t0
         self.turn = 0
+        self.accepted_ids: list[int] = []
 
     async def open(self) -> None:
         await self.connection.open()
@@ -153,6 +157,7 @@ class RestBidder:
             await self.connection.open()
             return "timeout"
         if status == 201:
+            self.accepted_ids.append(json.loads(data)["bid"]["id"])
             return "accepted"
         try:
             return json.loads(data).get("code", f"http_{status}")
@@ -214,7 +219,13 @@ async def _bidding(params: dict, ready, go) -> dict:
         codes["offered"] = i
     elapsed = time.perf_counter() - start
     await asyncio.gather(*(b.close() for b in bidders), return_exceptions=True)
-    return {"latencies_ms": latencies, "codes": dict(codes), "elapsed": elapsed, "wall_end": time.time()}
+    return {
+        "latencies_ms": latencies,
+        "codes": dict(codes),
+        "elapsed": elapsed,
+        "wall_end": time.time(),
+        "accepted_ids": [bid_id for b in bidders for bid_id in b.accepted_ids],
+    }
 
 
 def run_bidders(params: dict, ready, go, out) -> None:

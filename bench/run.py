@@ -81,9 +81,13 @@ S2_WATCHERS_PER_CLIENT = 2500
 S2_CONNECT_BASE_SECONDS = 60
 S2_MIN_HANDSHAKES_PER_SECOND = 40
 TARGETS = {
-    "ws_vs_pgbench": 0.5,
-    "rest_vs_pgbench": 0.35,
-    "p99_at_70pct_ms": 30.0,
+    # S1 (issue #17): WS at 1 and 4 bidders against pgbench at the same concurrency; REST's peak against
+    # pgbench's best; more bidders lower WS's rate by at most 20 %; p99 at 70 % of peak; statements per bid.
+    "ws_vs_pgbench": 0.25,
+    "rest_vs_pgbench": 0.2,
+    "ws_more_bidders_keep": 0.8,
+    "p99_at_70pct_ms": 20.0,
+    "statements_per_bid": 5,
     # S2 (issue #16): every event to every watcher in order, the bidders' rate sustained, at every size;
     # p99 within 2.5 x the bare server's from 1,000 watchers up; 30 ms at 100 watchers x 10 bids/s.
     "fanout_delivered_share": 1.0,
@@ -218,24 +222,29 @@ def bidding(urls, tokens, *, transport, lot_id, bidders, seconds, t0, rate=None)
         "rejected": codes,
         **percentiles(latencies),
         "wall_end": max(r["wall_end"] for r in results),
+        # Popped by S1 for its invariants; not kept in the results.
+        "accepted_ids": [bid_id for r in results for bid_id in r["accepted_ids"]],
     }
 
 
 # --- S1: hot lot -------------------------------------------------------------------
 
 
-def invariants(database_url: str, lot_id: int) -> dict:
+def invariants(database_url: str, lot_id: int, answered: list[int]) -> dict:
+    """What must hold on the lot after S1's bids; `answered`: the ids of the bids the clients were told were accepted."""
     with psycopg.connect(database_url) as conn:
-        amounts = [
-            row[0]
-            for row in conn.execute(
-                "SELECT amount FROM bids_bid WHERE lot_id = %s AND NOT raises_max_only ORDER BY id", [lot_id]
-            )
-        ]
+        rows = conn.execute(
+            "SELECT id, amount FROM bids_bid WHERE lot_id = %s AND NOT raises_max_only ORDER BY id", [lot_id]
+        ).fetchall()
+        amounts = [amount for _, amount in rows]
         bid_count, seq = conn.execute("SELECT bid_count, seq FROM lots_lot WHERE id = %s", [lot_id]).fetchone()
         events = conn.execute("SELECT count(*), max(seq) FROM bids_lotevent WHERE lot_id = %s", [lot_id]).fetchone()
+        # A leader's bid may only raise their maximum: stored and answered, with no public price.
+        stored = {row[0] for row in conn.execute("SELECT id FROM bids_bid WHERE lot_id = %s", [lot_id])}
     duplicates = len(amounts) - len(set(amounts))
     ordered = all(a <= b for a, b in itertools.pairwise(amounts))
+    # Every answer names a stored bid of the lot, and no bid was answered twice.
+    matched = len(set(answered)) == len(answered) and set(answered) <= stored
     return {
         "bids": len(amounts),
         "bid_count": bid_count,
@@ -243,7 +252,9 @@ def invariants(database_url: str, lot_id: int) -> dict:
         "non_decreasing": ordered,
         "bid_count_matches": bid_count == len(amounts),
         "events_match_seq": events[0] == seq and (events[1] or 0) == seq,
-        "hold": duplicates == 0 and ordered and bid_count == len(amounts) and events[0] == seq,
+        "answers": len(answered),
+        "answers_matched": matched,
+        "hold": duplicates == 0 and ordered and bid_count == len(amounts) and events[0] == seq and matched,
     }
 
 
@@ -262,9 +273,11 @@ def scenario_s1(args, size, urls, seed) -> dict:
             )
     for transport in ("ws", "rest"):
         lot_id = lots[f"s1_{transport}"]
+        answered: list[int] = []
         for c in size["concurrency"]:
             log(f"S1 {transport} closed loop c={c}")
             run = bidding(urls, tokens, transport=transport, lot_id=lot_id, bidders=c, seconds=size["seconds"], t0=t0)
+            answered += run.pop("accepted_ids")
             result[transport].append(run)
         peak = max(r["rate"] for r in result[transport])
         rate = max(1.0, OPEN_LOOP_SHARE * peak)
@@ -273,7 +286,13 @@ def scenario_s1(args, size, urls, seed) -> dict:
         result["open_loop"][transport] = bidding(
             urls, tokens, transport=transport, lot_id=lot_id, bidders=bidders, seconds=size["seconds"], t0=t0, rate=rate
         )
-        result[f"invariants_{transport}"] = invariants(args.database_url, lot_id)
+        answered += result["open_loop"][transport].pop("accepted_ids")
+        result[f"invariants_{transport}"] = invariants(args.database_url, lot_id, answered)
+    # Statements per accepted bid, BEGIN and COMMIT included (`CaptureQueriesContext` on the bench database).
+    users = [str(user_id) for user_id in seed["user_ids"][:2]]
+    result["statements"] = json.loads(
+        manage(server_env(args), "-m", "bench.queries", "--bids", str(lots["s1_ws"]), *users)
+    )
     return result
 
 
@@ -773,16 +792,49 @@ def verdicts(results: dict) -> list[dict]:
     s1 = results.get("s1")
     if s1 and s1["pgbench"]:
         best = max(s1["pgbench"], key=lambda r: r["rate"])
-        for transport, key in (("ws", "ws_vs_pgbench"), ("rest", "rest_vs_pgbench")):
-            peak = max(r["rate"] for r in s1[transport])
-            ratio = peak / best["rate"]
-            out.append(
-                {
-                    "target": f"S1 {transport.upper()} peak ≥ {TARGETS[key]} x pgbench best ({best['rate']:.0f}/s at c={best['concurrency']})",
-                    "measured": f"{peak:.0f}/s = {ratio:.2f} x",
-                    "met": ratio >= TARGETS[key],
-                }
-            )
+        pgbench_at = {r["concurrency"]: r["rate"] for r in s1["pgbench"]}
+        for run in s1["ws"]:
+            if run["concurrency"] in (1, 4) and run["concurrency"] in pgbench_at:
+                ratio = run["rate"] / pgbench_at[run["concurrency"]]
+                out.append(
+                    {
+                        "target": f"S1 WS at {run['concurrency']} bidders ≥ {TARGETS['ws_vs_pgbench']} x pgbench at "
+                        f"{run['concurrency']} ({pgbench_at[run['concurrency']]:.0f}/s)",
+                        "measured": f"{run['rate']:.0f}/s = {ratio:.2f} x",
+                        "met": ratio >= TARGETS["ws_vs_pgbench"],
+                    }
+                )
+        peak = max(r["rate"] for r in s1["rest"])
+        ratio = peak / best["rate"]
+        out.append(
+            {
+                "target": f"S1 REST peak ≥ {TARGETS['rest_vs_pgbench']} x pgbench best ({best['rate']:.0f}/s at c={best['concurrency']})",
+                "measured": f"{peak:.0f}/s = {ratio:.2f} x",
+                "met": ratio >= TARGETS["rest_vs_pgbench"],
+            }
+        )
+    if s1 and len(s1["ws"]) > 1:
+        runs = sorted(s1["ws"], key=lambda r: r["concurrency"])
+        # Each concurrency against the best of the fewer bidders before it.
+        kept = min(run["rate"] / max(r["rate"] for r in runs[:i]) for i, run in enumerate(runs) if i)
+        out.append(
+            {
+                "target": f"S1 WS: more bidders keep ≥ {TARGETS['ws_more_bidders_keep']:.0%} of the rate fewer had",
+                "measured": f"at worst {kept:.0%} ("
+                + ", ".join(f"c={r['concurrency']} {r['rate']:.0f}/s" for r in runs)
+                + ")",
+                "met": kept >= TARGETS["ws_more_bidders_keep"],
+            }
+        )
+    if s1 and s1.get("statements"):
+        per_bid = s1["statements"]["statements_per_bid"]
+        out.append(
+            {
+                "target": f"S1 statements per accepted bid ≤ {TARGETS['statements_per_bid']} (BEGIN and COMMIT included)",
+                "measured": f"{per_bid:.1f} over {s1['statements']['accepted']} bids",
+                "met": per_bid <= TARGETS["statements_per_bid"],
+            }
+        )
     if s1:
         for transport in ("ws", "rest"):
             run = s1["open_loop"].get(transport)
@@ -801,7 +853,8 @@ def verdicts(results: dict) -> list[dict]:
                     {
                         "target": f"S1 {transport.upper()} invariants hold",
                         "measured": f"{inv['bids']} bids, "
-                        f"{inv['duplicate_prices']} duplicate prices, bid_count {inv['bid_count']}",
+                        f"{inv['duplicate_prices']} duplicate prices, bid_count {inv['bid_count']}, "
+                        f"{inv['answers']} answers {'all' if inv['answers_matched'] else 'not all'} matched to a stored bid",
                         "met": inv["hold"],
                     }
                 )

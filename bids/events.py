@@ -99,9 +99,9 @@ def bid_outcome_payload(outcome) -> dict[str, Any]:
             "created_at": bid.created_at,
         },
         "min_next_bid": outcome.lot_state["min_next_bid"],
-        # The lot's `seq` once the bid stood (for a replay, its `seq` now): the room's frames up to it include the bid.
-        "seq": outcome.lot.seq,
-        "lot": outcome.lot_state,
+        # With the lot's `seq` once the bid stood (for a replay, its `seq` now): the room's events up to it
+        # include the bid. Not at the top: a frame with a top-level `seq` is a room event.
+        "lot": {**outcome.lot_state, "seq": outcome.seq},
     }
 
 

@@ -94,6 +94,12 @@ class LotPriceSerializer(serializers.Serializer):
     ends_at = serializers.DateTimeField()
 
 
+class OutcomeLotSerializer(LotPriceSerializer):
+    seq = serializers.IntegerField(
+        help_text="The lot's seq once the bid stood (for a replay, its seq now): the room's events up to it include the bid."
+    )
+
+
 class BidOutcomeSerializer(serializers.Serializer):
     """An accepted bid: the REST answer, with the same fields as BID_ACCEPTED on a socket."""
 
@@ -102,10 +108,7 @@ class BidOutcomeSerializer(serializers.Serializer):
     replayed = serializers.BooleanField(help_text="True when this answers a retried Idempotency-Key.")
     bid = AcceptedBidSerializer()
     min_next_bid = MoneyField()
-    seq = serializers.IntegerField(
-        help_text="The lot's seq once the bid stood (for a replay, its seq now): the room's events up to it include the bid."
-    )
-    lot = LotPriceSerializer()
+    lot = OutcomeLotSerializer()
 
 
 class NotificationSerializer(serializers.ModelSerializer):

@@ -7,10 +7,13 @@ the commit. Every writer of a lot takes the same lock (`lock_lot`).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -19,8 +22,8 @@ from django.utils import timezone
 
 from accounts.exceptions import SessionEnded
 from accounts.services import ensure_session_checks_pass, ensure_session_open
-from auction_site.exceptions import InvalidInput, NotFound, RateLimited
-from auction_site.metrics import count_bids
+from auction_site.exceptions import DomainError, InvalidInput, NotFound, RateLimited
+from auction_site.metrics import count_bid_result, count_bids
 from auction_site.ratelimit import take_allowance
 from bids import statements
 from bids.events import Outbox, bid_payload, broadcast_chat, chat_payload, dumps, lot_min_next_bid, lot_price_state
@@ -38,8 +41,9 @@ class BidOutcome:
     bid: Bid
     lot: Lot
     leading: bool
-    # The lot's public price state after the bid (`bids.events.lot_price_state`).
+    # The lot's public price state after the bid (`bids.events.lot_price_state`), and its `seq` then.
     lot_state: dict
+    seq: int
     replayed: bool = False
     # The bidder's public alias on the lot.
     alias: str | None = None
@@ -77,12 +81,13 @@ def _replay(*, bidder, idempotency_key: str | None, request_hash: str) -> BidOut
         lot=lot,
         leading=lot.high_bidder_id == bidder.pk,
         lot_state=lot_price_state(lot, high_bidder_alias=aliases.get(lot.high_bidder_id)),
+        seq=lot.seq,
         replayed=True,
         alias=aliases.get(bidder.pk),
     )
 
 
-def ensure_can_bid(*, lot: Lot, bidder, now: datetime) -> None:
+def ensure_can_bid(*, lot: Lot, bidder, now: datetime, registration: str | None) -> None:
     """Raises `lot_not_open`, `lot_closed`, `own_lot`, `staff_cannot_bid`, `not_registered`,
     `registration_pending`."""
     if lot.status in (LotStatus.CLOSED, LotStatus.CANCELLED):
@@ -97,14 +102,17 @@ def ensure_can_bid(*, lot: Lot, bidder, now: datetime) -> None:
     if bidder.is_staff and not settings.AUCTION_STAFF_CAN_BID:
         raise BidRejected("staff_cannot_bid", "Staff accounts may not bid.")
     if lot.auction_id and lot.auction.requires_registration:
-        _ensure_approved(lot.bidder_registration)
+        _ensure_approved(registration)
 
 
-def _ensure_bidder_active(lot: Lot) -> None:
-    """Raises `account_inactive` or `session_ended` from the bidder's row as `statements.lock_for_bid` read it:
-    a socket's user may have been deactivated since the socket opened."""
+def _ensure_bidder_active(bidder, state: statements.Bidder) -> None:
+    """Raises `account_inactive` or `session_ended` from the bidder's row as read in the bid's transaction:
+    a socket's user may have been deactivated, or their sessions ended, since the socket opened."""
     try:
-        ensure_session_checks_pass(session_active=lot.session_active, session_current=lot.session_current)
+        ensure_session_checks_pass(
+            session_active=bool(state.is_active),
+            session_current=state.password == bidder.password and state.session_epoch == bidder.session_epoch,
+        )
     except SessionEnded as exc:
         raise BidderRefused(exc.code, exc.message) from exc
 
@@ -202,59 +210,100 @@ def _plan_bid(*, lot: Lot, bidder, amount: Decimal, ceiling: Decimal, key, reque
     return _plan_challenge(lot=lot, bidder=bidder, amount=amount, ceiling=ceiling, key=key, request_hash=request_hash)
 
 
-def _record(*, lot: Lot, planned: list[PlannedBid], outbox: Outbox, now: datetime, aliases: dict[int, str]) -> None:
-    """Move the lot's price and leader to where the rows (their ids set) put them; record the events,
-    bidders named by `aliases`."""
+@dataclass
+class _Decided:
+    """A bid the rules accepted in a batch, before its rows are numbered and its events written."""
+
+    request: BidRequest
+    planned: list[PlannedBid]
+    previous_leader: int | None
+    leading: bool
+    # The lot as each public row left it, and as the whole bid left it (copies: later bids move the lot on).
+    after_rows: list[Lot]
+    after: Lot
+    extended: bool
+
+
+def _advance(*, lot: Lot, request: BidRequest, planned: list[PlannedBid], ceiling: Decimal | None, now) -> _Decided:
+    """Move the locked lot to where a decided bid puts it; what its events will say is kept aside."""
+    previous_leader = lot.high_bidder_id
+    leading = planned[-1].leader_id == request.bidder.pk
+    if leading and ceiling is not None:
+        lot.high_max_amount = ceiling
     public = [p for p in planned if not p.bid.raises_max_only]
-    # Extend first so that every NEW_BID already shows the end it leads to;
-    # a buy-now ends the lot instead.
+    # Extend first so that every NEW_BID already shows the end it leads to; a buy-now ends the lot instead.
     new_end = _soft_close_end(lot, now) if public and not public[-1].bid.is_buy_now else None
     if new_end is not None:
         lot.ends_at = new_end
+    after_rows = []
     for step in public:
         _take_step(lot, step)
-        outbox.lot_event(
-            "NEW_BID",
-            bid=bid_payload(step.bid, bidder_alias=aliases[step.bid.bidder_id]),
-            lot=lot_price_state(lot, high_bidder_alias=aliases[step.leader_id]),
-        )
-    if new_end is not None:
-        outbox.lot_event("LOT_EXTENDED", ends_at=lot.ends_at)
+        after_rows.append(copy.copy(lot))
+    return _Decided(request, planned, previous_leader, leading, after_rows, copy.copy(lot), new_end is not None)
 
 
-def _rows_and_events(*, lot: Lot, bidder, planned: list[PlannedBid], now: datetime) -> tuple[list, Outbox, dict]:
-    """The rows a decided bid inserts (its bids, and the bidder's alias at their first bid on the lot), with
-    their ids where the database gives them ahead, and the outbox of its events. Returns (rows, outbox, aliases).
+def _write_decided(
+    *, lot: Lot, decided: list[_Decided], known: dict[int, str], paddles: dict[int, int], now
+) -> list[BidOutcome]:
+    """Number the decided bids' rows, name first-time bidders, write rows, events and notices (`bids.statements`).
 
-    A bidder's alias is fixed at their first bid: their paddle in the lot's sale
-    if they registered, else "Bidder N" (the Nth to bid on the lot). Under the
-    lot's lock, so the numbers never race.
+    A bidder's alias is fixed at their first bid on the lot: their paddle in the
+    lot's sale if they registered (`paddles`), else "Bidder N" (the Nth to bid on
+    it). Under the lot's lock, so the numbers never race. `known`: aliases the
+    transaction already read; the others are read afresh with the ids.
     """
-    leader_id = lot.high_bidder_id
-    aliases = {
-        user_id: alias for user_id, alias in ((bidder.pk, lot.bidder_alias), (leader_id, lot.leader_alias)) if alias
-    }
-    unknown = {bidder.pk, leader_id} - {None} - aliases.keys()
-    bids = [step.bid for step in planned]
-    ids, read, last_number = statements.reserve(bids=len(bids), lot_id=lot.pk, alias_users=unknown)
+    aliases = dict(known)
+    wanted = {d.request.bidder.pk for d in decided} | {d.previous_leader for d in decided} - {None}
+    rows = [step.bid for d in decided for step in d.planned]
+    ids, read, last_number = statements.reserve(bids=len(rows), lot_id=lot.pk, alias_users=wanted - aliases.keys())
     aliases |= read
-    rows: list = []
-    if bidder.pk not in aliases:
-        number = last_number + 1
-        label = f"Paddle {lot.bidder_paddle}" if lot.bidder_paddle is not None else f"Bidder {number}"
-        rows.append(LotAlias(lot_id=lot.pk, user_id=bidder.pk, number=number, label=label))
-        aliases[bidder.pk] = label
-    for bid in bids:
+    new_aliases = []
+    for d in decided:
+        bidder_id = d.request.bidder.pk
+        if bidder_id not in aliases:
+            last_number += 1
+            label = f"Paddle {paddles[bidder_id]}" if paddles.get(bidder_id) is not None else f"Bidder {last_number}"
+            new_aliases.append(LotAlias(lot_id=lot.pk, user_id=bidder_id, number=last_number, label=label))
+            aliases[bidder_id] = label
+    for bid in rows:
         bid.created_at = now
     if ids is None:
-        Bid.objects.bulk_create(bids)  # This database numbers rows only as it inserts them.
+        Bid.objects.bulk_create(rows)  # This database numbers rows only as it inserts them.
+        stored = new_aliases
     else:
-        for bid, bid_id in zip(bids, ids, strict=True):
+        for bid, bid_id in zip(rows, ids, strict=True):
             bid.id = bid_id
-        rows = bids + rows
+        stored = [*rows, *new_aliases]
     outbox = Outbox(lot)
-    _record(lot=lot, planned=planned, outbox=outbox, now=now, aliases=aliases)
-    return rows, outbox, aliases
+    outcomes = []
+    for d in decided:
+        bidder_id = d.request.bidder.pk
+        public = [step for step in d.planned if not step.bid.raises_max_only]
+        for step, state in zip(public, d.after_rows, strict=True):
+            outbox.lot_event(
+                "NEW_BID",
+                bid=bid_payload(step.bid, bidder_alias=aliases[step.bid.bidder_id]),
+                lot=lot_price_state(state, high_bidder_alias=aliases[step.leader_id]),
+            )
+        if d.extended:
+            outbox.lot_event("LOT_EXTENDED", ends_at=d.after.ends_at)
+        d.after.seq = lot.seq
+        outbid = bidder_id if not d.leading else d.previous_leader
+        if outbid is not None and outbid != d.after.high_bidder_id:
+            outbox.notify(outbid, "OUTBID", **_outbid_notice(d.after, aliases))
+        outcomes.append(
+            BidOutcome(
+                bid=next(step.bid for step in d.planned if not step.bid.is_proxy),
+                lot=d.after,
+                leading=d.leading,
+                lot_state=lot_price_state(d.after, high_bidder_alias=aliases[d.after.high_bidder_id]),
+                seq=lot.seq,
+                alias=aliases[bidder_id],
+            )
+        )
+    lot.updated_at = timezone.now()
+    statements.write(rows=stored, lot=lot, fields=PRICE_FIELDS, outbox=outbox)
+    return outcomes
 
 
 def _parse_amounts(amount: object, max_amount: object | None) -> tuple[Decimal, Decimal | None]:
@@ -312,7 +361,29 @@ def _take_bid_allowance(bidder) -> None:
         raise BidsRateLimited("rate_limited", f"Too many bids; retry in {wait} s.", retry_after=wait)
 
 
-@count_bids("bid")
+@dataclass(frozen=True)
+class BidRequest:
+    """A bid as its bidder sent it, its amounts parsed (`bid_request`): what `place_bids` decides."""
+
+    bidder: Any
+    amount: Decimal
+    max_amount: Decimal | None
+    idempotency_key: str | None
+    request_hash: str
+
+
+def bid_request(*, lot_id: int, bidder, amount: object, max_amount: object | None = None, idempotency_key=None):
+    """Parse a bid's amounts; no I/O. Raises `invalid_amount`."""
+    parsed_amount, parsed_max = _parse_amounts(amount, max_amount)
+    return BidRequest(
+        bidder=bidder,
+        amount=parsed_amount,
+        max_amount=parsed_max,
+        idempotency_key=idempotency_key,
+        request_hash=_request_hash("bid", lot_id, parsed_amount, parsed_max),
+    )
+
+
 def place_bid(
     *,
     lot_id: int,
@@ -322,71 +393,135 @@ def place_bid(
     idempotency_key: str | None = None,
     now: datetime | None = None,
 ) -> BidOutcome:
-    """Place a bid, with an optional hidden maximum. Locks the lot row.
+    """Place a bid, with an optional hidden maximum: `place_bids` for one. Locks the lot row.
 
-    An accepted bid is one transaction of five statements on PostgreSQL (`bids.statements`);
-    the idempotency key is looked up only when the bid cannot stand as new.
     Raises `invalid_amount`, `rate_limited`, `lot_not_found`, `lot_not_open`,
     `lot_closed`, `own_lot`, `staff_cannot_bid`, `bid_too_low`, `already_leading`,
-    `idempotency_conflict`, `account_inactive`, `session_ended`.
+    `idempotency_conflict`, `account_inactive`, `session_ended`, `not_registered`, `registration_pending`.
     """
-    parsed_amount, parsed_max = _parse_amounts(amount, max_amount)
-    request_hash = _request_hash("bid", lot_id, parsed_amount, parsed_max)
-    _take_bid_allowance(bidder)
-    try:
-        return _place_bid_locked(
-            lot_id=lot_id,
-            bidder=bidder,
-            amount=parsed_amount,
-            max_amount=parsed_max,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-            now=now,
-        )
-    except BidderRefused:
-        raise
-    except (BidRejected, IntegrityError):
-        earlier = _replay(bidder=bidder, idempotency_key=idempotency_key, request_hash=request_hash)
-        if earlier is None:
-            raise
-        return earlier
+    request = bid_request(
+        lot_id=lot_id, bidder=bidder, amount=amount, max_amount=max_amount, idempotency_key=idempotency_key
+    )
+    [result] = place_bids(lot_id=lot_id, requests=[request], now=now)
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 PRICE_FIELDS = ["current_price", "high_bidder", "high_max_amount", "bid_count", "ends_at", "seq", "updated_at"]
 
 
+def place_bids(*, lot_id: int, requests: list[BidRequest], now: datetime | None = None) -> list[BidOutcome | Exception]:
+    """Bids on one lot that waited together, decided in their order in one transaction; each result (an
+    outcome, or the error `place_bid` would raise) is what that bid would have had alone in that order.
+
+    One lock and one commit for all (group commit): on PostgreSQL five statements
+    for the batch, or six when more than one bidder is in it (`bids.statements`).
+    Each bid's allowance (`BIDS_PER_MINUTE`) is taken first, outside the lock.
+    A refused bid or a taken key is looked up by its idempotency key only then;
+    a key that turns out to be taken by a stored bid sends the batch's bids
+    through one at a time instead.
+    """
+    results: list[BidOutcome | Exception | None] = [None] * len(requests)
+    allowed = []
+    for index, request in enumerate(requests):
+        try:
+            _take_bid_allowance(request.bidder)
+        except BidRejected as exc:
+            results[index] = exc
+            continue
+        allowed.append(index)
+    if allowed:
+        try:
+            decided = _place_bids_locked(lot_id=lot_id, requests=[requests[i] for i in allowed], now=now)
+        except DomainError as exc:  # `lot_not_found`: the same for every bid
+            decided = [exc] * len(allowed)
+        except IntegrityError as exc:
+            if len(allowed) == 1:
+                decided = [exc]
+            else:
+                decided = [place_bids(lot_id=lot_id, requests=[requests[i]], now=now)[0] for i in allowed]
+        for index, result in zip(allowed, decided, strict=True):
+            results[index] = result
+    for index, request in enumerate(requests):
+        result = results[index]
+        if isinstance(result, (BidRejected, IntegrityError)) and not isinstance(
+            result, (BidderRefused, BidsRateLimited)
+        ):
+            try:
+                earlier = _replay(
+                    bidder=request.bidder, idempotency_key=request.idempotency_key, request_hash=request.request_hash
+                )
+            except BidRejected as conflict:
+                earlier = conflict
+            if earlier is not None:
+                results[index] = result = earlier
+        count_bid_result("bid", result)
+    return results
+
+
 @transaction.atomic
-def _place_bid_locked(
-    *, lot_id: int, bidder, amount: Decimal, max_amount: Decimal | None, idempotency_key, request_hash, now
-) -> BidOutcome:
-    lot = statements.lock_for_bid(lot_id, bidder)
-    _ensure_bidder_active(lot)
+def _place_bids_locked(*, lot_id: int, requests: list[BidRequest], now: datetime | None) -> list:
+    first = requests[0].bidder
+    lot = statements.lock_for_bid(lot_id, first)
+    bidders = {first.pk: statements.Bidder.of_locked(lot)}
+    others = {request.bidder.pk: request.bidder for request in requests if request.bidder.pk not in bidders}
+    if others:
+        bidders |= statements.read_bidders(lot=lot, user_ids=list(others))
+    known = {user_id: bidder.alias for user_id, bidder in bidders.items() if bidder.alias}
+    if lot.high_bidder_id is not None and lot.leader_alias:
+        known.setdefault(lot.high_bidder_id, lot.leader_alias)
     now = now or timezone.now()
-    ensure_can_bid(lot=lot, bidder=bidder, now=now)
-    _check_currency_places(lot, amount, max_amount)
-    ceiling = max_amount or amount
-    previous_leader = lot.high_bidder_id
+    results: list = [None] * len(requests)
+    decided: list[tuple[int, _Decided]] = []
+    keys: dict[tuple[int, str], tuple[str, int]] = {}
+    for index, request in enumerate(requests):
+        key = (request.bidder.pk, request.idempotency_key) if request.idempotency_key else None
+        if key in keys:
+            # The same key twice in one batch: a retry answers with the first outcome, anything else conflicts.
+            request_hash, first_index = keys[key]
+            results[index] = (
+                first_index
+                if request_hash == request.request_hash
+                else BidRejected(
+                    "idempotency_conflict", "This idempotency key was already used for a different request."
+                )
+            )
+            continue
+        try:
+            planned, ceiling = _decide_bid(lot=lot, request=request, bidder=bidders[request.bidder.pk], now=now)
+        except BidRejected as exc:
+            results[index] = exc
+            continue
+        if key is not None:
+            keys[key] = (request.request_hash, index)
+        decided.append((index, _advance(lot=lot, request=request, planned=planned, ceiling=ceiling, now=now)))
+    if decided:
+        paddles = {user_id: bidder.paddle for user_id, bidder in bidders.items()}
+        outcomes = _write_decided(lot=lot, decided=[d for _, d in decided], known=known, paddles=paddles, now=now)
+        for (index, _), outcome in zip(decided, outcomes, strict=True):
+            results[index] = outcome
+    for index, result in enumerate(results):
+        if isinstance(result, int):
+            results[index] = dataclasses.replace(results[result], replayed=True)
+    return results
+
+
+def _decide_bid(*, lot: Lot, request: BidRequest, bidder: statements.Bidder, now) -> tuple[list[PlannedBid], Decimal]:
+    """The rows one bid makes against the lot as it stands. Raises what `place_bid` documents."""
+    _ensure_bidder_active(request.bidder, bidder)
+    ensure_can_bid(lot=lot, bidder=request.bidder, now=now, registration=bidder.registration)
+    _check_currency_places(lot, request.amount, request.max_amount)
+    ceiling = request.max_amount or request.amount
     planned = _plan_bid(
-        lot=lot, bidder=bidder, amount=amount, ceiling=ceiling, key=idempotency_key, request_hash=request_hash
-    )
-    leading = planned[-1].leader_id == bidder.pk
-    if leading:
-        lot.high_max_amount = ceiling
-    rows, outbox, aliases = _rows_and_events(lot=lot, bidder=bidder, planned=planned, now=now)
-    if not leading:
-        outbox.notify(bidder.pk, "OUTBID", **_outbid_notice(lot, aliases))
-    elif previous_leader is not None and previous_leader != bidder.pk:
-        outbox.notify(previous_leader, "OUTBID", **_outbid_notice(lot, aliases))
-    lot.updated_at = timezone.now()
-    statements.write(rows=rows, lot=lot, fields=PRICE_FIELDS, outbox=outbox)
-    own_bid = next(p.bid for p in planned if not p.bid.is_proxy)
-    return BidOutcome(
-        bid=own_bid,
         lot=lot,
-        leading=leading,
-        lot_state=lot_price_state(lot, high_bidder_alias=aliases[lot.high_bidder_id]),
-        alias=aliases[bidder.pk],
+        bidder=request.bidder,
+        amount=request.amount,
+        ceiling=ceiling,
+        key=request.idempotency_key,
+        request_hash=request.request_hash,
     )
+    return planned, ceiling
 
 
 @count_bids("buy_now")
@@ -396,55 +531,50 @@ def buy_now(*, lot_id: int, buyer, idempotency_key: str | None = None, now: date
     Raises `rate_limited`, `lot_not_found`, `lot_not_open`, `lot_closed`, `own_lot`,
     `staff_cannot_bid`, `buy_now_unavailable`, `idempotency_conflict`, `account_inactive`, `session_ended`.
     """
-    request_hash = _request_hash("buy_now", lot_id)
+    request = BidRequest(buyer, Decimal(0), None, idempotency_key, _request_hash("buy_now", lot_id))
     _take_bid_allowance(buyer)
     try:
-        return _buy_now_locked(
-            lot_id=lot_id, buyer=buyer, idempotency_key=idempotency_key, request_hash=request_hash, now=now
-        )
+        return _buy_now_locked(lot_id=lot_id, request=request, now=now)
     except BidderRefused:
         raise
     except (BidRejected, IntegrityError):
-        earlier = _replay(bidder=buyer, idempotency_key=idempotency_key, request_hash=request_hash)
+        earlier = _replay(bidder=buyer, idempotency_key=idempotency_key, request_hash=request.request_hash)
         if earlier is None:
             raise
         return earlier
 
 
 @transaction.atomic
-def _buy_now_locked(*, lot_id: int, buyer, idempotency_key, request_hash, now) -> BidOutcome:
+def _buy_now_locked(*, lot_id: int, request: BidRequest, now) -> BidOutcome:
+    buyer = request.bidder
     lot = statements.lock_for_bid(lot_id, buyer)
-    _ensure_bidder_active(lot)
+    state = statements.Bidder.of_locked(lot)
+    _ensure_bidder_active(buyer, state)
     now = now or timezone.now()
-    ensure_can_bid(lot=lot, bidder=buyer, now=now)
+    ensure_can_bid(lot=lot, bidder=buyer, now=now, registration=state.registration)
     if lot.buy_now_price is None or (lot.current_price is not None and lot.current_price >= lot.buy_now_price):
         raise BidRejected("buy_now_unavailable", "Buy now is not available on this lot.")
-    previous_leader = lot.high_bidder_id
     bid = Bid(
         lot_id=lot.pk,
         bidder_id=buyer.pk,
         amount=lot.buy_now_price,
         submitted_amount=lot.buy_now_price,
         is_buy_now=True,
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
+        idempotency_key=request.idempotency_key,
+        request_hash=request.request_hash,
     )
-    lot.high_max_amount = lot.buy_now_price
-    rows, outbox, aliases = _rows_and_events(lot=lot, bidder=buyer, planned=[PlannedBid(bid, buyer.pk)], now=now)
-    if previous_leader is not None and previous_leader != buyer.pk:
-        outbox.notify(previous_leader, "OUTBID", **_outbid_notice(lot, aliases))
-    statements.write(rows=rows, lot=lot, fields=PRICE_FIELDS, outbox=outbox)
+    known = {
+        user_id: alias for user_id, alias in ((buyer.pk, state.alias), (lot.high_bidder_id, lot.leader_alias)) if alias
+    }
+    decided = _advance(
+        lot=lot, request=request, planned=[PlannedBid(bid, buyer.pk)], ceiling=lot.buy_now_price, now=now
+    )
+    [outcome] = _write_decided(lot=lot, decided=[decided], known=known, paddles={buyer.pk: state.paddle}, now=now)
     # Then the close, which names the winner by the alias just stored; its events follow the bid's.
     closing = Outbox(lot)
     finish_lot(lot=lot, outbox=closing, now=now)
     closing.flush()
-    return BidOutcome(
-        bid=bid,
-        lot=lot,
-        leading=True,
-        lot_state=lot_price_state(lot, high_bidder_alias=aliases[buyer.pk]),
-        alias=aliases[buyer.pk],
-    )
+    return dataclasses.replace(outcome, lot=lot, seq=lot.seq)
 
 
 # --- Voiding a bidder's bids ----------------------------------------------------

@@ -13,6 +13,7 @@ annotated query took longer than the whole transaction's time in the database.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING
 
@@ -34,43 +35,77 @@ def in_one_statement() -> bool:
     return connection.vendor == "postgresql"
 
 
-_LOCK_FOR_BID = f"""
-SELECT lot.*, sale.slug AS sale_slug, sale.requires_registration AS sale_requires_registration,
-    EXISTS (SELECT 1 FROM {User._meta.db_table} AS u WHERE u.id = %(bidder)s AND u.is_active) AS session_active,
-    EXISTS (
-        SELECT 1 FROM {User._meta.db_table} AS u WHERE u.id = %(bidder)s AND u.is_active
-        AND u.password = %(password)s AND u.session_epoch = %(session_epoch)s
-    ) AS session_current,
+# A bidder as a bid's transaction reads them: their account, their registration in the lot's sale, their alias.
+_BIDDER_COLUMNS = """bidder.is_active AS bidder_is_active, bidder.password AS bidder_password,
+    bidder.session_epoch AS bidder_session_epoch,
     registration.status AS bidder_registration, registration.paddle_number AS bidder_paddle,
-    (SELECT label FROM {LotAlias._meta.db_table} WHERE lot_id = lot.id AND user_id = %(bidder)s) AS bidder_alias,
+    alias.label AS bidder_alias"""
+_BIDDER_JOINS = f"""LEFT JOIN {Registration._meta.db_table} AS registration
+    ON registration.auction_id = lot.auction_id AND registration.user_id = bidder.id
+LEFT JOIN {LotAlias._meta.db_table} AS alias ON alias.lot_id = lot.id AND alias.user_id = bidder.id"""
+
+_LOCK_FOR_BID = f"""
+SELECT lot.*, sale.slug AS sale_slug, sale.requires_registration AS sale_requires_registration, {_BIDDER_COLUMNS},
     (SELECT label FROM {LotAlias._meta.db_table} WHERE lot_id = lot.id AND user_id = lot.high_bidder_id) AS leader_alias
 FROM {Lot._meta.db_table} AS lot
 LEFT JOIN {Auction._meta.db_table} AS sale ON sale.id = lot.auction_id
-LEFT JOIN {Registration._meta.db_table} AS registration
-    ON registration.auction_id = lot.auction_id AND registration.user_id = %(bidder)s
+LEFT JOIN {User._meta.db_table} AS bidder ON bidder.id = %(bidder)s
+{_BIDDER_JOINS}
 WHERE lot.id = %(lot)s AND (%(staff)s OR lot.status <> '{LotStatus.DRAFT.value}' OR lot.seller_id = %(bidder)s)
 """  # noqa: S608 -- table names only; every value is a parameter
+
+_READ_BIDDERS = f"""
+SELECT bidder.id, {_BIDDER_COLUMNS}
+FROM {User._meta.db_table} AS bidder
+JOIN {Lot._meta.db_table} AS lot ON lot.id = %s
+{_BIDDER_JOINS}
+WHERE bidder.id IN ({{placeholders}})
+"""  # noqa: S608 -- table names only; every value is a parameter
+
+
+@dataclass(frozen=True)
+class Bidder:
+    """A bidder's row, registration in the lot's sale and alias on the lot, as the bid's transaction read them."""
+
+    is_active: bool | None  # None: the account is gone
+    password: str | None
+    session_epoch: int | None
+    registration: str | None
+    paddle: int | None
+    alias: str | None
+
+    @classmethod
+    def of_locked(cls, lot: Lot) -> Bidder:
+        """The bidder `lock_for_bid` read beside the lot."""
+        return cls(
+            lot.bidder_is_active,
+            lot.bidder_password,
+            lot.bidder_session_epoch,
+            lot.bidder_registration,
+            lot.bidder_paddle,
+            lot.bidder_alias,
+        )
+
+
+def read_bidders(*, lot: Lot, user_ids: list[int]) -> dict[int, Bidder]:
+    """The other bidders of a batch, read after the lot's lock was granted: {user id: Bidder}."""
+    with connection.cursor() as cursor:
+        cursor.execute(_READ_BIDDERS.format(placeholders=", ".join(["%s"] * len(user_ids))), [lot.pk, *user_ids])
+        return {row[0]: Bidder(*row[1:]) for row in cursor.fetchall()}
 
 
 def lock_for_bid(lot_id: int, bidder) -> Lot:
     """The lot with its row locked (a draft only for its seller and staff, as `lots.selectors.visible_to`),
     annotated with what a bid checks besides it. Raises `lot_not_found`.
 
-    Annotations: `session_active`, `session_current` (for `accounts.services.ensure_session_checks_pass`),
-    `bidder_registration` and `bidder_paddle` in the lot's sale, `bidder_alias`, `leader_alias`;
-    `lot.auction` holds the sale's slug and `requires_registration` only.
+    Annotations: the bidder's (`Bidder.of_locked`) and `leader_alias`; `lot.auction` holds the
+    sale's slug and `requires_registration` only.
     They come from the statement's snapshot, taken before the lock was granted: right for
     what no other bid changes (the bidder's account, registration and own alias), but the
     leader's alias may be missing when the bid that held the lock was its leader's first (`reserve` reads it then).
     """
     sql = _LOCK_FOR_BID + (" FOR UPDATE OF lot" if connection.features.has_select_for_update_of else "")
-    params = {
-        "lot": lot_id,
-        "bidder": bidder.pk,
-        "password": bidder.password,
-        "session_epoch": bidder.session_epoch,
-        "staff": bidder.is_staff,
-    }
+    params = {"lot": lot_id, "bidder": bidder.pk, "staff": bidder.is_staff}
     lot = next(iter(Lot.objects.raw(sql, params)), None)
     if lot is None:
         raise NotFound("lot_not_found", "No such lot.")

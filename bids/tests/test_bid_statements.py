@@ -6,6 +6,7 @@ from django.test.utils import CaptureQueriesContext
 
 from bids.exceptions import BidRejected
 from bids.models import Bid, Notification
+from bids.services import bid_request, place_bids
 from bids.tests.utils import bid, lot_events
 from lots.models import LotAlias
 
@@ -63,6 +64,23 @@ def test_a_refused_bid_is_the_locked_read_alone_and_a_key_is_looked_up_only_then
     with CaptureQueriesContext(connection) as refused_with_key, pytest.raises(BidRejected):
         bid(lot, other_bidder, "10.00", idempotency_key="fresh")
 
-    assert statements(refused) == ["BEGIN", "SELECT", "ROLLBACK"]
+    assert statements(refused) == ["BEGIN", "SELECT", "COMMIT"]
     # The refusal, then the lookup that tells a retry from a new request.
-    assert statements(refused_with_key) == ["BEGIN", "SELECT", "ROLLBACK", "SELECT"]
+    assert statements(refused_with_key) == ["BEGIN", "SELECT", "COMMIT", "SELECT"]
+
+
+def test_bids_that_waited_together_share_one_lock_and_one_commit(make_lot, bidder, other_bidder, third_bidder):
+    lot = make_lot(starting_price="10.00")
+    bid(lot, bidder, "10.00")
+    requests = [
+        bid_request(lot_id=lot.pk, bidder=user, amount=amount)
+        for user, amount in ((other_bidder, "11.00"), (third_bidder, "12.00"), (other_bidder, "13.00"))
+    ]
+
+    with CaptureQueriesContext(connection) as captured:
+        results = place_bids(lot_id=lot.pk, requests=requests)
+
+    # Three bids, six statements: the bidders besides the first are read once, after the lock.
+    assert statements(captured) == ["BEGIN", "SELECT", "SELECT", "SELECT", "WITH", "COMMIT"]
+    assert [result.leading for result in results] == [True, True, True]
+    assert [e["seq"] for e in lot_events(lot)] == [1, 2, 3, 4]

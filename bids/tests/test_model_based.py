@@ -36,7 +36,7 @@ from auction_site.exceptions import DomainError
 from auction_site.tests.reliability import size
 from bids.models import Bid
 from bids.rules import increment_for
-from bids.services import buy_now, place_bid
+from bids.services import bid_request, buy_now, place_bid, place_bids
 from lots.models import Lot
 from lots.services import cancel_lot, close_due_lots, close_lot, create_lot, settle_lot_if_due
 
@@ -367,6 +367,42 @@ class OneLot(RuleBasedStateMachine):
             label="maximum",
         )
         self._bid(who, amount, maximum)
+
+    @rule(data=st.data())
+    def bids_together(self, data) -> None:
+        """Two to four bids that waited together (a batch of `place_bids`: one lock, one commit); each must
+        have the outcome the model gives it alone, in their order."""
+        drawn = []
+        for _ in range(data.draw(st.integers(2, 4), label="bids together")):
+            who = data.draw(st.sampled_from(["alice", "bob", "carol"]), label="who")
+            amount = self._amount(data)
+            drawn.append((who, amount, data.draw(st.sampled_from([None, amount * 2]), label="maximum")))
+        expected = [self.model.bid(who, amount, maximum, self.now) for who, amount, maximum in drawn]
+        actual: dict[int, tuple[str, object]] = {}
+        requests = []
+        for index, (who, amount, maximum) in enumerate(drawn):
+            try:
+                request = bid_request(
+                    lot_id=self.lot_id,
+                    bidder=self.users[who],
+                    amount=str(amount),
+                    max_amount=None if maximum is None else str(maximum),
+                )
+            except DomainError as refused:  # Malformed: refused before it waits.
+                actual[index] = ("rejected", refused.code)
+                continue
+            requests.append((index, request))
+        results = place_bids(lot_id=self.lot_id, requests=[request for _, request in requests], now=self.now)
+        for (index, _), result in zip(requests, results, strict=True):
+            actual[index] = (
+                ("rejected", result.code) if isinstance(result, DomainError) else ("accepted", result.leading)
+            )
+        for index, (who, amount, maximum) in enumerate(drawn):
+            type(self).steps += 1
+            note(f"{who} bids {amount} (max {maximum}) together -> model says {expected[index]}")
+            assert actual[index] == expected[index], f"bid {index} of the batch: services {actual[index]}"
+            outcome = actual[index]
+            type(self).outcomes[outcome[1] if outcome[0] == "rejected" else "bid together: accepted"] += 1
 
     @precondition(lambda self: self.model.high_bidder is not None)
     @rule(data=st.data())

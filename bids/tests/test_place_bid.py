@@ -12,7 +12,7 @@ from bids.exceptions import BidRejected, InvalidBid
 from bids.models import Bid, LotEvent
 from bids.rules import increment_for
 from bids.selectors import list_public_bids
-from bids.services import buy_now
+from bids.services import bid_request, buy_now, place_bids
 from bids.tests.utils import bid, event_types, lot_events
 from lots.models import Lot, LotStatus
 from lots.services import cancel_lot, close_lot
@@ -485,3 +485,60 @@ def test_rejections_leave_no_event(make_lot, bidder, other_bidder, seller):
 
     assert event_types(lot) == ["NEW_BID"]
     assert [b.amount for b in list_public_bids(lot_id=lot.pk)] == [Decimal("10.00")]
+
+
+# --- Bids that waited together: one transaction (`place_bids`) ---------------------
+
+
+def test_bids_together_each_get_the_outcome_they_would_have_had_alone(make_lot, bidder, other_bidder, third_bidder):
+    lot = make_lot(starting_price="10.00")
+    bid(lot, bidder, "10.00")
+    requests = [
+        bid_request(lot_id=lot.pk, bidder=other_bidder, amount="11.00"),
+        bid_request(lot_id=lot.pk, bidder=third_bidder, amount="11.00"),
+        bid_request(lot_id=lot.pk, bidder=third_bidder, amount="12.00", max_amount="30.00"),
+    ]
+
+    first, second, third = place_bids(lot_id=lot.pk, requests=requests)
+
+    assert first.leading and first.alias == "Bidder 2"
+    assert isinstance(second, BidRejected) and second.code == "bid_too_low" and second.extra["min_next_bid"] == "11.50"
+    assert third.leading and third.alias == "Bidder 3"
+    events = lot_events(lot)
+    assert [(e["seq"], e["bid"]["bidder"], e["bid"]["amount"]) for e in events] == [
+        (1, "Bidder 1", "10.00"),
+        (2, "Bidder 2", "11.00"),
+        (3, "Bidder 3", "12.00"),
+    ]
+    # Each answer shows the lot as its own bid left it.
+    assert (first.lot_state["current_price"], first.seq) == (Decimal("11.00"), 2)
+    assert (third.lot_state["current_price"], third.seq) == (Decimal("12.00"), 3)
+
+
+def test_a_key_sent_twice_in_one_batch_is_placed_once(make_lot, bidder):
+    lot = make_lot(starting_price="10.00")
+    retry = bid_request(lot_id=lot.pk, bidder=bidder, amount="10.00", idempotency_key="k")
+    reuse = bid_request(lot_id=lot.pk, bidder=bidder, amount="15.00", idempotency_key="k")
+
+    first, again, other = place_bids(lot_id=lot.pk, requests=[retry, retry, reuse])
+
+    assert (first.replayed, again.replayed, again.bid.pk) == (False, True, first.bid.pk)
+    assert isinstance(other, BidRejected) and other.code == "idempotency_conflict"
+    assert Bid.objects.filter(lot=lot).count() == 1
+
+
+def test_a_key_already_stored_sends_the_batch_through_one_at_a_time(make_lot, bidder, other_bidder, third_bidder):
+    lot = make_lot(starting_price="10.00")
+    bid(lot, bidder, "10.00", idempotency_key="k")
+    requests = [
+        bid_request(lot_id=lot.pk, bidder=other_bidder, amount="11.00"),
+        # Accepted by the rules, but its key is taken: the batch's insert fails.
+        bid_request(lot_id=lot.pk, bidder=bidder, amount="20.00", idempotency_key="k"),
+        bid_request(lot_id=lot.pk, bidder=third_bidder, amount="25.00"),
+    ]
+
+    first, conflict, third = place_bids(lot_id=lot.pk, requests=requests)
+
+    assert first.leading and third.leading
+    assert isinstance(conflict, BidRejected) and conflict.code == "idempotency_conflict"
+    assert [e["bid"]["amount"] for e in lot_events(lot)] == ["10.00", "11.00", "25.00"]

@@ -117,7 +117,7 @@ class Bids:
         assert status == 201, body
         self.placed += 1
         self.amount = body["lot"]["min_next_bid"]
-        return body["seq"]
+        return body["lot"]["seq"]
 
 
 def publish_calls(client: redis.Redis) -> int:

@@ -15,10 +15,11 @@ from rest_framework_simplejwt.tokens import AccessToken
 from bids import events
 from bids.models import Bid, LotEvent
 from bids.tests.utils import bid
-from bids.tests.ws import clock_near_expiry, forget_presence, send_to_room, seqs, without_broadcast
+from bids.tests.ws import TIMEOUT, clock_near_expiry, forget_presence, send_to_room, seqs, without_broadcast
 from conftest import access_token_for
 from lots.services import close_lot
 from realtime import fanout
+from realtime.consumers import lot as lot_consumer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -677,10 +678,47 @@ async def test_the_bidder_is_answered_before_the_broadcast_goes_out(ws, new_lot,
     events.post_broadcasts_from_threads(events.LoopPublisher(asyncio.get_running_loop()))
     try:
         accepted = await bidding.request({"type": "NEW_BID", "amount": "10.00", "request_id": "r1"})
-        assert (accepted["type"], accepted["seq"]) == ("BID_ACCEPTED", 1)
+        assert (accepted["type"], accepted["lot"]["seq"]) == ("BID_ACCEPTED", 1)
         await watcher.assert_silent()
         release.set()
         new_bid = await watcher.next()
         assert (new_bid["type"], new_bid["seq"], new_bid["bid"]["id"]) == ("NEW_BID", 1, accepted["bid"]["id"])
     finally:
         events.post_broadcasts_from_threads(None)
+
+
+async def test_bids_arriving_while_a_batch_is_in_the_database_wait_together_for_the_next(
+    ws, new_lot, bidder, other_bidder, third_bidder, monkeypatch
+):
+    lot = await new_lot(starting_price="10.00")
+    sockets = [(await ws.watch(lot, user))[0] for user in (bidder, other_bidder, third_bidder)]
+    batches: list[list[str]] = []
+    first_in, release = asyncio.Event(), asyncio.Event()
+    place_bids = lot_consumer._place_bids
+
+    async def observed(**kwargs):
+        batches.append([str(request.amount) for request in kwargs["requests"]])
+        if len(batches) == 1:
+            first_in.set()
+            await release.wait()
+        return await place_bids(**kwargs)
+
+    monkeypatch.setattr(lot_consumer, "_place_bids", observed)
+    await sockets[0].send({"type": "NEW_BID", "amount": "10.00", "request_id": "r0"})
+    await asyncio.wait_for(first_in.wait(), TIMEOUT)
+    await sockets[1].send({"type": "NEW_BID", "amount": "11.00", "request_id": "r1"})
+    await sockets[2].send({"type": "NEW_BID", "amount": "12.00", "request_id": "r2"})
+    queue = lot_consumer.lot_bids(lot.pk)
+    async with asyncio.timeout(TIMEOUT):
+        while len(queue.waiting) < 2:
+            await asyncio.sleep(0.01)
+    release.set()
+
+    answers = []
+    for socket in sockets:
+        while (frame := await socket.next())["type"] != "BID_ACCEPTED":
+            pass
+        answers.append((frame["request_id"], frame["lot"]["seq"], frame["leading"]))
+    # The two that waited went to the database together, in arrival order, each answered as if alone.
+    assert batches == [["10.00"], ["11.00", "12.00"]]
+    assert answers == [("r0", 1, True), ("r1", 2, True), ("r2", 3, True)]

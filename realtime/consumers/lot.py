@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -78,8 +80,65 @@ def _history(lot_id: int, limit: int, user) -> list[dict]:
 
 
 @on_hot_path_threads
-def _place_bid(**kwargs) -> bid_services.BidOutcome:
-    return bid_services.place_bid(**kwargs)
+def _place_bids(**kwargs) -> list:
+    return bid_services.place_bids(**kwargs)
+
+
+# The most bids one transaction decides; more wait for the next.
+BATCH_LIMIT = 64
+
+
+class LotBids:
+    """This process's bids on one lot (`lot_bids`): while one batch is in its transaction, the bids
+    that arrive wait together for the next, decided in arrival order under one lock and one commit
+    (`bids.services.place_bids`). A bid waits as a future on the loop, never as a thread parked on the lock.
+    """
+
+    def __init__(self, lot_id: int, queues: dict[int, LotBids]) -> None:
+        self.lot_id, self.queues = lot_id, queues
+        self.waiting: list[tuple[bid_services.BidRequest, asyncio.Future]] = []
+        self.task: asyncio.Task | None = None
+
+    def place(self, request: bid_services.BidRequest) -> asyncio.Future:
+        """The bid's outcome, or its error, once the batch it joins commits."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.waiting.append((request, future))
+        if self.task is None:
+            self.task = loop.create_task(self._run())
+        return future
+
+    async def _run(self) -> None:
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting[:BATCH_LIMIT], self.waiting[BATCH_LIMIT:]
+                try:
+                    results = await _place_bids(lot_id=self.lot_id, requests=[request for request, _ in batch])
+                except Exception as exc:  # The database went away: every bid of the batch hears it.
+                    results = [exc] * len(batch)
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():  # Its socket closed meanwhile.
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self.task = None
+            if self.queues.get(self.lot_id) is self and not self.waiting:
+                del self.queues[self.lot_id]
+
+
+_lot_bids: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, LotBids]] = weakref.WeakKeyDictionary()
+
+
+def lot_bids(lot_id: int) -> LotBids:
+    """The running loop's queue of bids on `lot_id`."""
+    queues = _lot_bids.setdefault(asyncio.get_running_loop(), {})
+    queue = queues.get(lot_id)
+    if queue is None:
+        queue = queues[lot_id] = LotBids(lot_id, queues)
+    return queue
 
 
 @on_hot_path_threads
@@ -188,13 +247,14 @@ class LotConsumer(SocketConsumer):
         if "amount" not in frame:
             raise ProtocolError("invalid_amount", "amount is required.")
         try:
-            outcome = await _place_bid(
+            request = bid_services.bid_request(
                 lot_id=self.lot_id,
                 bidder=bidder,
                 amount=frame["amount"],
                 max_amount=frame.get("max_amount"),
                 idempotency_key=request_id,
             )
+            outcome = await lot_bids(self.lot_id).place(request)
         except BidRejected as exc:
             await self._send_rejection(request_id, exc)
             return
