@@ -432,15 +432,7 @@ def place_bids(*, lot_id: int, requests: list[BidRequest], now: datetime | None 
             continue
         allowed.append(index)
     if allowed:
-        try:
-            decided = _place_bids_locked(lot_id=lot_id, requests=[requests[i] for i in allowed], now=now)
-        except DomainError as exc:  # `lot_not_found`: the same for every bid
-            decided = [exc] * len(allowed)
-        except IntegrityError as exc:
-            if len(allowed) == 1:
-                decided = [exc]
-            else:
-                decided = [place_bids(lot_id=lot_id, requests=[requests[i]], now=now)[0] for i in allowed]
+        decided = _decide_together(lot_id=lot_id, requests=[requests[i] for i in allowed], now=now)
         for index, result in zip(allowed, decided, strict=True):
             results[index] = result
     for index, request in enumerate(requests):
@@ -458,6 +450,18 @@ def place_bids(*, lot_id: int, requests: list[BidRequest], now: datetime | None 
                 results[index] = result = earlier
         count_bid_result("bid", result)
     return results
+
+
+def _decide_together(*, lot_id: int, requests: list[BidRequest], now: datetime | None) -> list:
+    try:
+        return _place_bids_locked(lot_id=lot_id, requests=requests, now=now)
+    except DomainError as exc:  # `lot_not_found`: the same for every bid
+        return [exc] * len(requests)
+    except IntegrityError as exc:
+        if len(requests) == 1:
+            return [exc]
+        # A key taken by a stored bid: the batch again, a bid at a time, to tell which.
+        return [_decide_together(lot_id=lot_id, requests=[request], now=now)[0] for request in requests]
 
 
 @transaction.atomic

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 from django.db import connection
 from django.db.models import Model, Q, Subquery
-from django.db.models.sql import InsertQuery, UpdateQuery
 
 from accounts.models import User
 from auction_site.exceptions import NotFound
@@ -183,7 +182,7 @@ def write(*, rows: list[Model], lot: Lot, fields: list[str], outbox: Outbox) -> 
         parts.append(_update_sql(lot, fields))
     if outbox.notifications:
         parts.append(_insert_sql(outbox.notifications, returning=True))
-    # Django compiled each part; every value is a parameter.
+    # Only table and column names are spliced in; every value is a parameter.
     ctes = ", ".join(f"w{index} AS ({sql})" for index, (sql, _) in enumerate(parts))
     final = f"SELECT id FROM w{len(parts) - 1}" if outbox.notifications else "SELECT NULL"  # noqa: S608
     with connection.cursor() as cursor:
@@ -196,25 +195,25 @@ def write(*, rows: list[Model], lot: Lot, fields: list[str], outbox: Outbox) -> 
     queue_sends([outbox])
 
 
-def _insert_sql(objs: list[Model], *, returning: bool = False) -> tuple[str, tuple]:
-    """An INSERT of `objs` (one model) as Django's bulk_create would write it: defaults, `auto_now_add`, adapters."""
+def _insert_sql(objs: list[Model], *, returning: bool = False) -> tuple[str, list]:
+    """An INSERT of `objs` (one model), values prepared as `bulk_create` prepares them (`auto_now_add`, adapters)."""
     opts = objs[0]._meta
     fields = [
         field
         for field in opts.concrete_fields
         if not field.generated and not (field.primary_key and objs[0].pk is None)
     ]
-    query = InsertQuery(type(objs[0]))
-    query.insert_values(fields, objs)
-    compiler = query.get_compiler(connection=connection)
+    quote = connection.ops.quote_name
+    row = f"({', '.join(['%s'] * len(fields))})"
+    sql = f"INSERT INTO {quote(opts.db_table)} ({', '.join(quote(field.column) for field in fields)}) VALUES {', '.join([row] * len(objs))}"  # noqa: S608
     if returning:
-        compiler.returning_fields = [opts.pk]
-    [(sql, params)] = compiler.as_sql()
-    return sql, params
+        sql += f" RETURNING {quote(opts.pk.column)}"
+    return sql, [field.get_db_prep_save(field.pre_save(obj, True), connection) for obj in objs for field in fields]
 
 
-def _update_sql(lot: Lot, fields: list[str]) -> tuple[str, tuple]:
-    query = UpdateQuery(Lot)
-    query.add_update_values({name: getattr(lot, Lot._meta.get_field(name).attname) for name in fields})
-    query.add_q(Q(pk=lot.pk))
-    return query.get_compiler(connection=connection).as_sql()
+def _update_sql(lot: Lot, names: list[str]) -> tuple[str, list]:
+    fields = [Lot._meta.get_field(name) for name in names]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    sql = f"UPDATE {quote(Lot._meta.db_table)} SET {assignments} WHERE {quote(Lot._meta.pk.column)} = %s"  # noqa: S608
+    return sql, [*(field.get_db_prep_save(getattr(lot, field.attname), connection) for field in fields), lot.pk]
