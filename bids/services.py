@@ -2,7 +2,9 @@
 
 A bid is one short transaction: lock the lot, check, insert the bid rows,
 update the lot, store its events, commit; the events are broadcast after
-the commit. Every writer of a lot takes the same lock (`lock_lot`).
+the commit. Bids that waited together share one such transaction
+(`place_bids`), each decided as if alone. Every writer of a lot takes the
+same lock (`lock_lot`, or `statements.lock_for_bid` with the same row lock).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Not on the one thread every consumer of a process shares (Channels'
 thread-sensitive mode): bids on different lots and joins proceed side by
-side, and bids on one lot still go one at a time behind its row lock. SQLite
+side; a process sends one batch of a lot's bids at a time (`lot.LotBids`). SQLite
 takes one writer at a time, so there they keep the shared thread.
 """
 
