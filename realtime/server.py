@@ -70,7 +70,7 @@ class BoundedSendWebSocketProtocol(WebSocketProtocol):
                 extra={"event": "websocket.too_slow", "path": self.path.decode("latin-1", "replace")},
             )
             # The close frame waits behind the backlog; a client that still
-            # does not read is dropped after autobahn's close handshake timeout.
+            # does not read is dropped after the close handshake timeout (CLOSE_HANDSHAKE_SECONDS).
             self.sendClose(code=CLOSE_TOO_SLOW, reason="too slow: reconnect with ?since=")
             return False
         return True
@@ -136,6 +136,11 @@ class BoundedSendWebSocketProtocol(WebSocketProtocol):
 
 # daphne's connection checks run every CHECKS_EVERY-th time it would run them (every 5 s and 10 s).
 CHECKS_EVERY = 5
+# How long a socket the server closed may take to answer the close before it is dropped. autobahn's
+# timers round the moment down to the whole second (txaio's batched timer), so its default of 1 s
+# fired anywhere from at once to 1 s later: on a busy machine a socket accepted and closed at once
+# (a refusal with 4404 or 4401) was dropped before Twisted had sent its handshake answer.
+CLOSE_HANDSHAKE_SECONDS = 5
 
 
 class _Deferred:
@@ -184,6 +189,7 @@ class AuctionServer(Server):
 
         def install() -> None:
             self.ws_factory.protocol = BoundedSendWebSocketProtocol
+            self.ws_factory.setProtocolOptions(closeHandshakeTimeout=CLOSE_HANDSHAKE_SECONDS)
             if ready is not None:
                 ready()
             gc.collect()
