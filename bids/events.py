@@ -243,7 +243,8 @@ def broadcast_many(sends: list[tuple[int | None, str | None, list[tuple[int, str
     items = fanout_items(sends)
     publisher = getattr(_posting, "publisher", None) or _server_publisher
     if publisher is not None:
-        publisher.post(functools.partial(broadcasting.publish_async, items))
+        lots = ", ".join(str(send[0]) for send in sends)
+        publisher.post(functools.partial(broadcasting.publish_async, items), about=f"lot {lots}")
         return
     try:
         with BROADCAST_SECONDS.time():
@@ -288,16 +289,19 @@ class LoopPublisher:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._queue: asyncio.Queue[Callable[[], Awaitable[None]]] | None = None
+        self._queue: asyncio.Queue[tuple[Callable[[], Awaitable[None]], str]] | None = None
         self._task: asyncio.Task | None = None
         self._failed = 0
         self._dropped = 0
         self._loop_gone_told = False
 
-    def post(self, send: Callable[[], Awaitable[None]]) -> None:
-        """Queue `send` (thread-safe); it runs on the loop after the sends posted before it."""
+    def post(self, send: Callable[[], Awaitable[None]], *, about: str) -> None:
+        """Queue `send` (thread-safe); it runs on the loop after the sends posted before it.
+
+        `about` names what it broadcasts ("lot 12") in the warning if it fails.
+        """
         try:
-            self.loop.call_soon_threadsafe(self._put, send)
+            self.loop.call_soon_threadsafe(self._put, send, about)
         except RuntimeError:
             if not self._loop_gone_told:
                 self._loop_gone_told = True
@@ -313,7 +317,7 @@ class LoopPublisher:
         with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(self._cancel)
 
-    def _put(self, send: Callable[[], Awaitable[None]]) -> None:
+    def _put(self, send: Callable[[], Awaitable[None]], about: str) -> None:
         if self._queue is None:
             self._queue = asyncio.Queue()
         if self._task is None or self._task.done():
@@ -324,7 +328,7 @@ class LoopPublisher:
             self._dropped += 1
             if self._dropped == 1:
                 logger.warning("broadcast queue full: dropping the oldest sends (watchers catch up from the database)")
-        self._queue.put_nowait(send)
+        self._queue.put_nowait((send, about))
 
     def _cancel(self) -> None:
         if self._task is not None:
@@ -333,14 +337,18 @@ class LoopPublisher:
     async def _drain(self) -> None:
         assert self._queue is not None
         while True:
-            send = await self._queue.get()
+            send, about = await self._queue.get()
             try:
                 with BROADCAST_SECONDS.time():
                     await asyncio.wait_for(send(), self.PUBLISH_TIMEOUT_SECONDS)
             except Exception as exc:
                 # One warning an outage, then a count when it ends.
                 if self._failed == 0:
-                    logger.warning("broadcasts failing (%r); watchers will catch up from the database", exc)
+                    logger.warning(
+                        "broadcast failed for %s (%r); broadcasts failing: watchers will catch up from the database",
+                        about,
+                        exc,
+                    )
                 self._failed += 1
                 continue
             finally:
