@@ -23,7 +23,7 @@ from django.db.models import Model, Q, Subquery
 from accounts.models import User
 from auction_site.exceptions import NotFound
 from bids.events import Outbox, queue_sends
-from bids.models import Bid, LotEvent, Notification
+from bids.models import Bid
 from lots.models import Auction, Lot, LotAlias, LotStatus, Registration
 
 if TYPE_CHECKING:
@@ -168,9 +168,7 @@ def write(*, rows: list[Model], lot: Lot, fields: list[str], outbox: Outbox) -> 
         for model, group in groups.items():
             model.objects.bulk_create(group)
         lot.save(update_fields=fields)
-        LotEvent.objects.bulk_create(outbox.events)
-        Notification.objects.bulk_create(outbox.notifications)
-        queue_sends([outbox])
+        outbox.flush()
         return
     parts = []
     for model_rows in (rows, outbox.events):
