@@ -157,6 +157,11 @@ if DATABASE_URL:
             # (after 1 s) on the next request, so recovery stays within seconds.
             "reconnect_timeout": env_int("DATABASE_POOL_RECONNECT_TIMEOUT", 10),
         }
+        # psycopg prepares a statement once it has run 5 times on a connection. Only a bid's statements
+        # bind server-side (bids/statements.py), so only they are prepared: their planning took longer
+        # than their run. Off for a pooler that cannot keep prepared statements (PgBouncer before 1.21).
+        if env_bool("DATABASE_PREPARED_STATEMENTS", True):
+            default_db["OPTIONS"]["prepare_threshold"] = 5
     DATABASES = {"default": default_db}
 else:
     DATABASES = {"default": SQLITE_DEFAULT}

@@ -9,6 +9,8 @@ once. Elsewhere (SQLite, the embedded default) the ORM writes one table at a tim
 
 The locked read is SQL written here, not a queryset: compiling the ORM's
 annotated query took longer than the whole transaction's time in the database.
+On PostgreSQL the statements are bound server-side (`_cursor`), so psycopg
+prepares each once per connection: planning them took longer than running them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from itertools import chain
 from typing import TYPE_CHECKING
 
 from django.db import connection
+from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.models import Model, Q, Subquery
 
 from accounts.models import User
@@ -34,6 +37,16 @@ def in_one_statement() -> bool:
     return connection.vendor == "postgresql"
 
 
+def _cursor():
+    """On PostgreSQL, a cursor that binds parameters server-side: psycopg prepares a statement once it has run
+    `prepare_threshold` times on the connection (settings). Django's own cursors bind client-side and never do."""
+    if not in_one_statement():
+        return connection.cursor()
+    connection.ensure_connection()
+    cursor = ServerBindingCursor(connection.connection)
+    return connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
+
+
 # A bidder as a bid's transaction reads them: their account, their registration in the lot's sale, their alias.
 _BIDDER_COLUMNS = """bidder.is_active AS bidder_is_active, bidder.password AS bidder_password,
     bidder.session_epoch AS bidder_session_epoch,
@@ -43,8 +56,10 @@ _BIDDER_JOINS = f"""LEFT JOIN {Registration._meta.db_table} AS registration
     ON registration.auction_id = lot.auction_id AND registration.user_id = bidder.id
 LEFT JOIN {LotAlias._meta.db_table} AS alias ON alias.lot_id = lot.id AND alias.user_id = bidder.id"""
 
+_LOT_FIELDS = Lot._meta.concrete_fields
+# Named columns, not `lot.*`: a prepared statement's result may not change shape when a migration adds a column.
 _LOCK_FOR_BID = f"""
-SELECT lot.*, sale.slug AS sale_slug, sale.requires_registration AS sale_requires_registration, {_BIDDER_COLUMNS},
+SELECT {", ".join(f'lot."{field.column}"' for field in _LOT_FIELDS)}, sale.slug AS sale_slug, sale.requires_registration AS sale_requires_registration, {_BIDDER_COLUMNS},
     (SELECT label FROM {LotAlias._meta.db_table} WHERE lot_id = lot.id AND user_id = lot.high_bidder_id) AS leader_alias
 FROM {Lot._meta.db_table} AS lot
 LEFT JOIN {Auction._meta.db_table} AS sale ON sale.id = lot.auction_id
@@ -88,7 +103,7 @@ class Bidder:
 
 def read_bidders(*, lot: Lot, user_ids: list[int]) -> dict[int, Bidder]:
     """The other bidders of a batch, read after the lot's lock was granted: {user id: Bidder}."""
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(_READ_BIDDERS.format(placeholders=", ".join(["%s"] * len(user_ids))), [lot.pk, *user_ids])
         return {row[0]: Bidder(*row[1:]) for row in cursor.fetchall()}
 
@@ -104,10 +119,18 @@ def lock_for_bid(lot_id: int, bidder) -> Lot:
     leader's alias may be missing when the bid that held the lock was its leader's first (`reserve` reads it then).
     """
     sql = _LOCK_FOR_BID + (" FOR UPDATE OF lot" if connection.features.has_select_for_update_of else "")
-    params = {"lot": lot_id, "bidder": bidder.pk, "staff": bidder.is_staff}
-    lot = next(iter(Lot.objects.raw(sql, params)), None)
-    if lot is None:
+    with _cursor() as cursor:
+        cursor.execute(sql, {"lot": lot_id, "bidder": bidder.pk, "staff": bidder.is_staff})
+        row = cursor.fetchone()
+        annotations = [column.name for column in cursor.description[len(_LOT_FIELDS) :]]
+    if row is None:
         raise NotFound("lot_not_found", "No such lot.")
+    values = [
+        _converted(field, value) for field, value in zip(_LOT_FIELDS, row[: len(_LOT_FIELDS)], strict=True)
+    ]
+    lot = Lot.from_db(connection.alias, [field.attname for field in _LOT_FIELDS], values)
+    for name, value in zip(annotations, row[len(_LOT_FIELDS) :], strict=True):
+        setattr(lot, name, value)
     if lot.auction_id is not None:
         sale = Auction.from_db(
             connection.alias,
@@ -116,6 +139,13 @@ def lock_for_bid(lot_id: int, bidder) -> Lot:
         )
         Lot.auction.field.set_cached_value(lot, sale)
     return lot
+
+
+def _converted(field, value):
+    """`value` as read by the ORM (the field's `from_db_value`)."""
+    for converter in field.get_db_converters(connection):
+        value = converter(value, field, connection)
+    return value
 
 
 def _alias_rows(lot_id: int, user_ids: Iterable[int]):
@@ -147,7 +177,7 @@ def reserve(*, bids: int, lot_id: int, alias_users: set[int]) -> tuple[list[int]
             alias_sql, alias_params = _alias_rows(lot_id, alias_users).query.sql_with_params()
             sql = f"{sql} UNION ALL SELECT NULL::bigint, * FROM ({alias_sql}) AS aliases"  # noqa: S608
             params.extend(alias_params)
-        with connection.cursor() as cursor:
+        with _cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
         ids = sorted(row[0] for row in rows if row[0] is not None)
@@ -183,7 +213,7 @@ def write(*, rows: list[Model], lot: Lot, fields: list[str], outbox: Outbox) -> 
     # Only table and column names are spliced in; every value is a parameter.
     ctes = ", ".join(f"w{index} AS ({sql})" for index, (sql, _) in enumerate(parts))
     final = f"SELECT id FROM w{len(parts) - 1}" if outbox.notifications else "SELECT NULL"  # noqa: S608
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(f"WITH {ctes} {final}", list(chain.from_iterable(params for _, params in parts)))
         returned = cursor.fetchall()
     if outbox.notifications:
