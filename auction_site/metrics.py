@@ -26,6 +26,7 @@ HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTI
 HTTP_REQUESTS = Counter("auction_http_requests", "HTTP requests answered, by method and status.", ["method", "status"])
 BIDS_ACCEPTED = Counter("auction_bids_accepted", "Bids accepted (idempotent replays excluded).", ["kind"])
 BIDS_REJECTED = Counter("auction_bids_rejected", "Bids refused, by error code.", ["kind", "code"])
+BIDS_WAITING = Gauge("auction_bids_waiting", "Bids waiting in this process for their lot's next transaction.")
 WEBSOCKETS_OPEN = Gauge("auction_websockets_open", "WebSocket connections open in this process.", ["consumer"])
 BROADCAST_SECONDS = Histogram(
     "auction_broadcast_seconds",

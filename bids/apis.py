@@ -6,7 +6,7 @@ from rest_framework.views import APIView
 
 from auction_site.exceptions import InvalidInput, NotFound
 from auction_site.openapi import ErrorSerializer
-from bids import selectors, services
+from bids import batches, selectors, services
 from bids.events import bid_outcome_payload
 from bids.serializers import (
     BidInputSerializer,
@@ -56,10 +56,10 @@ class LotBidsApi(generics.ListAPIView):
     def post(self, request: Request, lot_id: int) -> Response:
         serializer = BidInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        outcome = services.place_bid(
+        bid = services.bid_request(
             lot_id=lot_id, bidder=request.user, idempotency_key=idempotency_key(request), **serializer.validated_data
         )
-        return outcome_response(outcome)
+        return outcome_response(batches.place_bid_from_thread(lot_id=lot_id, request=bid))
 
 
 class BuyNowApi(APIView):

@@ -404,6 +404,11 @@ def place_bid(
     request = bid_request(
         lot_id=lot_id, bidder=bidder, amount=amount, max_amount=max_amount, idempotency_key=idempotency_key
     )
+    return place_bid_request(lot_id=lot_id, request=request, now=now)
+
+
+def place_bid_request(*, lot_id: int, request: BidRequest, now: datetime | None = None) -> BidOutcome:
+    """`place_bids` for one parsed bid; raises its error."""
     [result] = place_bids(lot_id=lot_id, requests=[request], now=now)
     if isinstance(result, Exception):
         raise result

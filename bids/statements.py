@@ -125,9 +125,7 @@ def lock_for_bid(lot_id: int, bidder) -> Lot:
         annotations = [column.name for column in cursor.description[len(_LOT_FIELDS) :]]
     if row is None:
         raise NotFound("lot_not_found", "No such lot.")
-    values = [
-        _converted(field, value) for field, value in zip(_LOT_FIELDS, row[: len(_LOT_FIELDS)], strict=True)
-    ]
+    values = [_converted(field, value) for field, value in zip(_LOT_FIELDS, row[: len(_LOT_FIELDS)], strict=True)]
     lot = Lot.from_db(connection.alias, [field.attname for field in _LOT_FIELDS], values)
     for name, value in zip(annotations, row[len(_LOT_FIELDS) :], strict=True):
         setattr(lot, name, value)

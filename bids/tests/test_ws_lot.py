@@ -12,6 +12,7 @@ from django.utils.dateparse import parse_datetime
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
+from bids import batches as bid_batches
 from bids import events
 from bids.models import Bid, LotEvent
 from bids.tests.utils import bid
@@ -19,7 +20,6 @@ from bids.tests.ws import TIMEOUT, clock_near_expiry, forget_presence, send_to_r
 from conftest import access_token_for
 from lots.services import close_lot
 from realtime import fanout
-from realtime.consumers import lot as lot_consumer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -694,7 +694,7 @@ async def test_bids_arriving_while_a_batch_is_in_the_database_wait_together_for_
     sockets = [(await ws.watch(lot, user))[0] for user in (bidder, other_bidder, third_bidder)]
     batches: list[list[str]] = []
     first_in, release = asyncio.Event(), asyncio.Event()
-    place_bids = lot_consumer._place_bids
+    place_bids = bid_batches._place_bids
 
     async def observed(**kwargs):
         batches.append([str(request.amount) for request in kwargs["requests"]])
@@ -703,12 +703,12 @@ async def test_bids_arriving_while_a_batch_is_in_the_database_wait_together_for_
             await release.wait()
         return await place_bids(**kwargs)
 
-    monkeypatch.setattr(lot_consumer, "_place_bids", observed)
+    monkeypatch.setattr(bid_batches, "_place_bids", observed)
     await sockets[0].send({"type": "NEW_BID", "amount": "10.00", "request_id": "r0"})
     await asyncio.wait_for(first_in.wait(), TIMEOUT)
     await sockets[1].send({"type": "NEW_BID", "amount": "11.00", "request_id": "r1"})
     await sockets[2].send({"type": "NEW_BID", "amount": "12.00", "request_id": "r2"})
-    queue = lot_consumer.lot_bids(lot.pk)
+    queue = bid_batches.lot_bids(lot.pk)
     async with asyncio.timeout(TIMEOUT):
         while len(queue.waiting) < 2:
             await asyncio.sleep(0.01)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -12,6 +10,7 @@ from django.utils import timezone
 from auction_site.exceptions import DomainError
 from bids import selectors as bid_selectors
 from bids import services as bid_services
+from bids.batches import lot_bids, on_hot_path_threads
 from bids.events import bid_outcome_payload, dumps, lot_group
 from bids.exceptions import BidRejected, InvalidBid
 from bids.serializers import BidSerializer, ChatMessageSerializer
@@ -29,7 +28,6 @@ from realtime.consumers.base import (
     seq_of,
     user_context,
 )
-from realtime.consumers.threads import on_hot_path_threads
 from realtime.fanout import Frame, get_hub
 from realtime.streams import LotStream, events_since
 
@@ -77,68 +75,6 @@ async def status_for_join(lot_id: int, user) -> dict[str, Any] | None:
 def _history(lot_id: int, limit: int, user) -> list[dict]:
     bids = bid_selectors.list_public_bids(lot_id=lot_id)[:limit]
     return BidSerializer(bids, many=True, context=user_context(user)).data
-
-
-@on_hot_path_threads
-def _place_bids(**kwargs) -> list:
-    return bid_services.place_bids(**kwargs)
-
-
-# The most bids one transaction decides; more wait for the next.
-BATCH_LIMIT = 64
-
-
-class LotBids:
-    """This process's bids on one lot (`lot_bids`): while one batch is in its transaction, the bids
-    that arrive wait together for the next, decided in arrival order under one lock and one commit
-    (`bids.services.place_bids`). A bid waits as a future on the loop, never as a thread parked on the lock.
-    """
-
-    def __init__(self, lot_id: int, queues: dict[int, LotBids]) -> None:
-        self.lot_id, self.queues = lot_id, queues
-        self.waiting: list[tuple[bid_services.BidRequest, asyncio.Future]] = []
-        self.task: asyncio.Task | None = None
-
-    def place(self, request: bid_services.BidRequest) -> asyncio.Future:
-        """The bid's outcome, or its error, once the batch it joins commits."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self.waiting.append((request, future))
-        if self.task is None:
-            self.task = loop.create_task(self._run())
-        return future
-
-    async def _run(self) -> None:
-        try:
-            while self.waiting:
-                batch, self.waiting = self.waiting[:BATCH_LIMIT], self.waiting[BATCH_LIMIT:]
-                try:
-                    results = await _place_bids(lot_id=self.lot_id, requests=[request for request, _ in batch])
-                except Exception as exc:  # The database went away: every bid of the batch hears it.
-                    results = [exc] * len(batch)
-                for (_, future), result in zip(batch, results, strict=True):
-                    if future.done():  # Its socket closed meanwhile.
-                        continue
-                    if isinstance(result, Exception):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
-        finally:
-            self.task = None
-            if self.queues.get(self.lot_id) is self and not self.waiting:
-                del self.queues[self.lot_id]
-
-
-_lot_bids: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, LotBids]] = weakref.WeakKeyDictionary()
-
-
-def lot_bids(lot_id: int) -> LotBids:
-    """The running loop's queue of bids on `lot_id`."""
-    queues = _lot_bids.setdefault(asyncio.get_running_loop(), {})
-    queue = queues.get(lot_id)
-    if queue is None:
-        queue = queues[lot_id] = LotBids(lot_id, queues)
-    return queue
 
 
 @on_hot_path_threads

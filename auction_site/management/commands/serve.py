@@ -31,6 +31,7 @@ class Command(BaseCommand):
         from twisted.internet import reactor
 
         from auction_site.asgi import application
+        from bids.batches import take_bids_from_threads
         from bids.events import LoopPublisher, post_broadcasts_from_threads
         from lots.clock import Clock
 
@@ -60,8 +61,11 @@ class Command(BaseCommand):
         def ready() -> None:
             # Broadcasts committed by requests, bids and the clock go out from daphne's loop, in
             # order: a bid's answer never waits on Redis.
-            publisher = LoopPublisher(asyncio.get_event_loop())
+            loop = asyncio.get_event_loop()
+            publisher = LoopPublisher(loop)
             post_broadcasts_from_threads(publisher)
+            # A REST bid waits with the process's WebSocket bids on its lot, for one transaction.
+            take_bids_from_threads(loop)
             if with_clock:
                 start_clock(publisher)
 
