@@ -52,6 +52,10 @@ class RateLimited(DomainError):
     status_code = status.HTTP_429_TOO_MANY_REQUESTS
 
 
+class Unavailable(DomainError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+
+
 def _first_code(codes: Any) -> str:
     """The first error code in DRF's nested `get_codes()` structure."""
     if isinstance(codes, dict):

@@ -10,6 +10,8 @@ one writer at a time, so there they keep the shared thread.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,6 +19,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection
 
+from auction_site.exceptions import Unavailable
 from auction_site.metrics import BIDS_WAITING
 from bids import services
 
@@ -96,19 +99,39 @@ def lot_bids(lot_id: int) -> LotBids:
 
 # A server's own loop: a request's thread hands its bid to that loop's queue (`place_bid_from_thread`).
 _server_loop: asyncio.AbstractEventLoop | None = None
+# The answers request threads wait for from that loop.
+_answers: set[concurrent.futures.Future] = set()
 
 
 def take_bids_from_threads(loop: asyncio.AbstractEventLoop | None) -> None:
     """From now on, a bid placed from a request's thread joins `loop`'s batches (None: decided alone).
 
-    `manage.py serve` sets it, so a REST bid waits with the process's WebSocket bids on the lot.
+    `manage.py serve` sets it, so a REST bid waits with the process's WebSocket bids on the lot, and
+    unsets it when its loop has stopped: a request still waiting then is answered `service_unavailable`
+    (its bid may have been stored; a retry with its Idempotency-Key tells), not left waiting for good.
     """
     global _server_loop
     _server_loop = loop
+    if loop is None:
+        for answer in list(_answers):
+            if not answer.done():
+                answer.set_exception(
+                    Unavailable("service_unavailable", "The server is stopping; retry.", retry_after=2)
+                )
 
 
-async def _place_on_loop(lot_id: int, request: services.BidRequest) -> services.BidOutcome:
-    return await lot_bids(lot_id).place(request)
+def _hand_over(lot_id: int, request: services.BidRequest, answer: concurrent.futures.Future) -> None:
+    """On the loop: queue `request` on its lot and settle `answer` with its outcome."""
+
+    def settle(decided: asyncio.Future) -> None:
+        if answer.done():  # Refused meanwhile: the loop's server is stopping.
+            return
+        if decided.exception() is not None:
+            answer.set_exception(decided.exception())
+        else:
+            answer.set_result(decided.result())
+
+    lot_bids(lot_id).place(request).add_done_callback(settle)
 
 
 def place_bid_from_thread(*, lot_id: int, request: services.BidRequest) -> services.BidOutcome:
@@ -120,4 +143,12 @@ def place_bid_from_thread(*, lot_id: int, request: services.BidRequest) -> servi
     # The request waits without its database connection, which goes back to the pool for the batch's
     # thread: held while waiting, a burst of requests would take every connection and no batch could start.
     connection.close()
-    return asyncio.run_coroutine_threadsafe(_place_on_loop(lot_id, request), loop).result()
+    answer: concurrent.futures.Future = concurrent.futures.Future()
+    _answers.add(answer)
+    try:
+        # In a context of its own, not this request's: asgiref would send the batch's thread-sensitive
+        # work (SQLite's) to this request's thread, which is busy waiting for the answer.
+        loop.call_soon_threadsafe(_hand_over, lot_id, request, answer, context=contextvars.Context())
+        return answer.result()
+    finally:
+        _answers.discard(answer)

@@ -122,10 +122,13 @@ def lock_for_bid(lot_id: int, bidder) -> Lot:
     with _cursor() as cursor:
         cursor.execute(sql, {"lot": lot_id, "bidder": bidder.pk, "staff": bidder.is_staff})
         row = cursor.fetchone()
-        annotations = [column.name for column in cursor.description[len(_LOT_FIELDS) :]]
+        annotations = [column[0] for column in cursor.description[len(_LOT_FIELDS) :]]
     if row is None:
         raise NotFound("lot_not_found", "No such lot.")
-    values = [_converted(field, value) for field, value in zip(_LOT_FIELDS, row[: len(_LOT_FIELDS)], strict=True)]
+    values = [
+        _converted(value, converters, column)
+        for value, (converters, column) in zip(row[: len(_LOT_FIELDS)], _lot_converters(), strict=True)
+    ]
     lot = Lot.from_db(connection.alias, [field.attname for field in _LOT_FIELDS], values)
     for name, value in zip(annotations, row[len(_LOT_FIELDS) :], strict=True):
         setattr(lot, name, value)
@@ -139,11 +142,24 @@ def lock_for_bid(lot_id: int, bidder) -> Lot:
     return lot
 
 
-def _converted(field, value):
-    """`value` as read by the ORM (the field's `from_db_value`)."""
-    for converter in field.get_db_converters(connection):
-        value = converter(value, field, connection)
+def _converted(value, converters, column):
+    for converter in converters:
+        value = converter(value, column, connection)
     return value
+
+
+_LOT_CONVERTERS: dict[str, list] = {}
+
+
+def _lot_converters() -> list:
+    """Per lot column, what the ORM applies to a value read from the database (the backend's, then the field's)."""
+    if connection.vendor not in _LOT_CONVERTERS:
+        columns = [field.get_col(Lot._meta.db_table) for field in _LOT_FIELDS]
+        _LOT_CONVERTERS[connection.vendor] = [
+            ([*connection.ops.get_db_converters(column), *field.get_db_converters(connection)], column)
+            for field, column in zip(_LOT_FIELDS, columns, strict=True)
+        ]
+    return _LOT_CONVERTERS[connection.vendor]
 
 
 def _alias_rows(lot_id: int, user_ids: Iterable[int]):

@@ -77,4 +77,7 @@ class Command(BaseCommand):
             ready_callable=ready,
             **(forwarded if proxy_headers else {}),
         )
-        server.run()
+        try:
+            server.run()
+        finally:
+            take_bids_from_threads(None)
