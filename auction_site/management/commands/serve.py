@@ -1,5 +1,4 @@
 import asyncio
-import gc
 import logging
 
 from daphne.endpoints import build_endpoint_description_strings
@@ -60,9 +59,6 @@ class Command(BaseCommand):
         }
 
         def ready() -> None:
-            # What start-up loaded (Django, the apps, the URLconf) lives as long as the process: kept out
-            # of the collector's full passes, each of which stalled the process for ~65 ms (S1, open loop).
-            gc.freeze()
             # Broadcasts committed by requests, bids and the clock go out from daphne's loop, in
             # order: a bid's answer never waits on Redis.
             loop = asyncio.get_event_loop()
