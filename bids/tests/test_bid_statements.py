@@ -84,3 +84,17 @@ def test_bids_that_waited_together_share_one_lock_and_one_commit(make_lot, bidde
     assert statements(captured) == ["BEGIN", "SELECT", "SELECT", "SELECT", "WITH", "COMMIT"]
     assert [result.leading for result in results] == [True, True, True]
     assert [e["seq"] for e in lot_events(lot)] == [1, 2, 3, 4]
+
+
+def test_a_bids_statements_are_prepared_on_their_connection_not_planned_on_every_bid(make_lot, bidder, other_bidder):
+    lot = make_lot(starting_price="10.00")
+    amount = "10.00"
+    # Past psycopg's prepare_threshold (5, settings): from then on each statement runs prepared.
+    for turn in range(8):
+        amount = bid(lot, (bidder, other_bidder)[turn % 2], amount).lot_state["min_next_bid"]
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("FOR UPDATE OF lot" in statement for statement in prepared), prepared
+    assert any(statement.lstrip().startswith("WITH") for statement in prepared), prepared
