@@ -131,7 +131,7 @@ RATE_WINDOW_AT = 36.5
 
 @pytest.fixture(autouse=True)
 def rate_window(monkeypatch) -> float:
-    """The abuse limits' clock (`auction_site.ratelimit`), pinned `RATE_WINDOW_AT` s into the current window.
+    """The abuse limits' clock (`ops.ratelimit`), pinned `RATE_WINDOW_AT` s into the current window.
 
     Their allowances count per fixed window of wall-clock time: with the real
     clock a test slowed down by a busy machine could straddle two windows and
@@ -139,7 +139,7 @@ def rate_window(monkeypatch) -> float:
     wait to its end is exact. Returns the pinned time. Server processes a test
     launches keep the real clock.
     """
-    from auction_site import ratelimit
+    from ops import ratelimit
 
     now = time.time() // 60 * 60 + RATE_WINDOW_AT
     monkeypatch.setattr(ratelimit, "clock", lambda: now)

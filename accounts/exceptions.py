@@ -1,4 +1,4 @@
-from auction_site.exceptions import Forbidden
+from ops.exceptions import Forbidden
 
 
 class SessionEnded(Forbidden):

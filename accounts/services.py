@@ -22,8 +22,8 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.exceptions import SessionEnded
-from auction_site import broadcasting
-from auction_site.exceptions import InvalidInput
+from ops import broadcasting
+from ops.exceptions import InvalidInput
 
 logger = logging.getLogger(__name__)
 

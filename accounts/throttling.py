@@ -26,7 +26,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from accounts.backends import find_user
-from auction_site.ratelimit import REDIS_AWAY, parse_rate, take_allowance
+from ops.ratelimit import REDIS_AWAY, parse_rate, take_allowance
 
 # The longest identifier worth looking up: an e-mail address (usernames stop at 150).
 MAX_IDENTIFIER_LENGTH = 254

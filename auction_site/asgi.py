@@ -13,7 +13,7 @@ from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from accounts.middleware import JWTAuthMiddlewareStack  # noqa: E402
-from auction_site.outages import RedisOutageGuard  # noqa: E402
+from ops.outages import RedisOutageGuard  # noqa: E402
 from realtime.limits import ConnectionLimitMiddleware  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 

@@ -7,7 +7,6 @@ project runs on SQLite and an in-process fan-out in one process.
 
 import os
 from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
@@ -77,6 +76,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "ops",
     "auction_site",
     "accounts",
     "lots",
@@ -85,8 +85,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "auction_site.middleware.RequestLogMiddleware",
-    "auction_site.middleware.ProbeMiddleware",
+    "ops.middleware.RequestLogMiddleware",
+    "ops.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -254,7 +254,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_PARSER_CLASSES": [
-        "auction_site.parsers.JSONParser",  # DRF's, with too-deep nesting a 400 `parse_error`
+        "ops.parsers.JSONParser",  # DRF's, with too-deep nesting a 400 `parse_error`
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
@@ -270,8 +270,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "COERCE_DECIMAL_TO_STRING": True,
-    "DEFAULT_SCHEMA_CLASS": "auction_site.openapi.ErrorAutoSchema",
-    "EXCEPTION_HANDLER": "auction_site.exceptions.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "ops.openapi.ErrorAutoSchema",
+    "EXCEPTION_HANDLER": "ops.exceptions.api_exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {
@@ -283,7 +283,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    # lots/urls.py's row ids: longer ones answer 404 before any query.
+    # ops/converters.py's row ids: longer ones answer 404 before any query.
     "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999}},
     # A lot's status is one enum wherever it appears (stored, or as read at request time).
     "ENUM_NAME_OVERRIDES": {"LotStatusEnum": "lots.models.LotStatus"},
@@ -345,43 +345,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # --- Auction rules ----------------------------------------------------------
 
 AUCTION_DEFAULT_CURRENCY = os.environ.get("AUCTION_DEFAULT_CURRENCY", "USD")
-# ISO 4217 codes accepted for lots, with their minor units.
-AUCTION_CURRENCIES = {
-    "USD": 2,
-    "EUR": 2,
-    "GBP": 2,
-    "CHF": 2,
-    "CAD": 2,
-    "AUD": 2,
-    "SEK": 2,
-    "NOK": 2,
-    "DKK": 2,
-    "PLN": 2,
-    "CZK": 2,
-    "HKD": 2,
-    "SGD": 2,
-    "NZD": 2,
-    "CNY": 2,
-    "INR": 2,
-    "BRL": 2,
-    "MXN": 2,
-    "JPY": 0,
-    "KRW": 0,
-}
-# The minimum raise over the current price: (price under, increment).
-AUCTION_BID_INCREMENTS = [
-    (Decimal("1"), Decimal("0.05")),
-    (Decimal("5"), Decimal("0.25")),
-    (Decimal("25"), Decimal("0.50")),
-    (Decimal("100"), Decimal("1.00")),
-    (Decimal("250"), Decimal("2.50")),
-    (Decimal("500"), Decimal("5.00")),
-    (Decimal("1000"), Decimal("10.00")),
-    (Decimal("2500"), Decimal("25.00")),
-    (Decimal("5000"), Decimal("50.00")),
-    (None, Decimal("100.00")),
-]
-AUCTION_MAX_AMOUNT = Decimal("9999999999.99")
+# The currencies (`AUCTION_CURRENCIES`) and the increment table (`AUCTION_BID_INCREMENTS`) are
+# lots/pricing.py's; setting either here replaces it.
 # Staff run the sale; by default they may not bid in it.
 AUCTION_STAFF_CAN_BID = env_bool("AUCTION_STAFF_CAN_BID", False)
 # How far soft close may push a lot's end when no hard end is given.
@@ -449,12 +414,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "request_id": {"()": "auction_site.logs.RequestIdFilter"},
-        "warning_without_traceback": {"()": "auction_site.logs.WarningWithoutTraceback"},
+        "request_id": {"()": "ops.logs.RequestIdFilter"},
+        "warning_without_traceback": {"()": "ops.logs.WarningWithoutTraceback"},
     },
     "formatters": {
-        "json": {"()": "auction_site.logs.JsonFormatter"},
-        "text": {"()": "auction_site.logs.TextFormatter"},
+        "json": {"()": "ops.logs.JsonFormatter"},
+        "text": {"()": "ops.logs.TextFormatter"},
     },
     "handlers": {
         "console": {

@@ -8,9 +8,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.throttling import throttle_login_page
 from accounts.urls import auth_urlpatterns, users_urlpatterns
-from auction_site.health import HealthApi, ReadyApi
-from auction_site.metrics import metrics_view
-from lots.urls import auction_urlpatterns, lot_urlpatterns, me_urlpatterns
+from bids import urls as bid_urls
+from lots import urls as lot_urls
+from ops.health import HealthApi, ReadyApi
+from ops.metrics import metrics_view
 
 
 def page(template: str):
@@ -40,15 +41,18 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/auth/", include(auth_urlpatterns)),
     path("api/users/", include(users_urlpatterns)),
-    path("api/users/", include(me_urlpatterns)),
-    path("api/lots/", include(lot_urlpatterns)),
-    path("api/auctions/", include(auction_urlpatterns)),
+    path("api/users/", include(lot_urls.me_urlpatterns)),
+    path("api/users/", include(bid_urls.me_urlpatterns)),
+    path("api/lots/", include(lot_urls.lot_urlpatterns)),
+    path("api/lots/", include(bid_urls.lot_urlpatterns)),
+    path("api/auctions/", include(lot_urls.auction_urlpatterns)),
+    path("api/auctions/", include(bid_urls.auction_urlpatterns)),
     path("api-auth/", include("rest_framework.urls")),
 ]
 
-handler400 = "auction_site.exceptions.bad_request"
-handler404 = "auction_site.exceptions.not_found"
-handler500 = "auction_site.exceptions.server_error"
+handler400 = "ops.exceptions.bad_request"
+handler404 = "ops.exceptions.not_found"
+handler500 = "ops.exceptions.server_error"
 
 if settings.DEBUG:
     urlpatterns += [re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})]

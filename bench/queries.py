@@ -20,8 +20,8 @@ def statements_per_bid(lot_id: int, user_ids: list[int]) -> dict:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from bids.events import lot_min_next_bid
     from bids.services import place_bid
+    from lots.events import lot_min_next_bid
     from lots.models import Lot
 
     users = [get_user_model().objects.get(pk=user_id) for user_id in user_ids]

@@ -1,21 +1,10 @@
 from django.contrib import admin, messages
 
-from auction_site.exceptions import DomainError
 from bids import services
-from bids.models import Bid, ChatMessage, LotEvent
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Bids and events are append-only records: nothing to add, edit or delete."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+from bids.models import Bid, ChatMessage
+from lots.admin import LotAdmin, ReadOnlyAdmin, RegistrationAdmin
+from lots.models import Lot, Registration
+from ops.exceptions import DomainError
 
 
 @admin.register(Bid)
@@ -37,13 +26,6 @@ class BidAdmin(ReadOnlyAdmin):
     list_select_related = ("lot", "bidder")
 
 
-@admin.register(LotEvent)
-class LotEventAdmin(ReadOnlyAdmin):
-    list_display = ("lot", "seq", "type", "created_at")
-    list_filter = ("type",)
-    list_select_related = ("lot",)
-
-
 @admin.action(description="Hide selected messages")
 def hide_messages(modeladmin, request, queryset):
     for lot_id, message_id in queryset.values_list("lot_id", "pk"):
@@ -62,3 +44,52 @@ class ChatMessageAdmin(ReadOnlyAdmin):
     search_fields = ("text", "user__username", "lot__title")
     list_select_related = ("lot", "user")
     actions = [hide_messages]
+
+
+class BidInline(admin.TabularInline):
+    model = Bid
+    fields = (
+        "created_at",
+        "bidder",
+        "amount",
+        "max_amount",
+        "is_proxy",
+        "raises_max_only",
+        "is_buy_now",
+        "void_reason",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("-id",)
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.action(description="Void their bids on the sale's open lots")
+def void_bids(modeladmin, request, queryset):
+    for registration in queryset.select_related("user"):
+        try:
+            voided = services.void_participant_bids(registration_id=registration.pk, actor=request.user)
+        except DomainError as exc:
+            modeladmin.message_user(request, f"{registration.user}: {exc.message}", messages.WARNING)
+            continue
+        summary = ", ".join(f"lot {lot_id}: {count}" for lot_id, count in voided.items()) or "none standing"
+        modeladmin.message_user(request, f"Voided the bids of {registration.user} ({summary}).", messages.SUCCESS)
+
+
+# The lots app's pages, with what bidding adds: a lot shows its bids, a registration's bids can be voided.
+class LotWithBidsAdmin(LotAdmin):
+    inlines = [*LotAdmin.inlines, BidInline]
+
+
+class RegistrationWithBidsAdmin(RegistrationAdmin):
+    actions = [*RegistrationAdmin.actions, void_bids]
+
+
+admin.site.unregister(Lot)
+admin.site.register(Lot, LotWithBidsAdmin)
+admin.site.unregister(Registration)
+admin.site.register(Registration, RegistrationWithBidsAdmin)

@@ -4,8 +4,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from auction_site.exceptions import InvalidInput, NotFound
-from auction_site.openapi import ErrorSerializer
 from bids import batches, selectors, services
 from bids.events import bid_outcome_payload
 from bids.serializers import (
@@ -15,9 +13,12 @@ from bids.serializers import (
     ChatInputSerializer,
     ChatMessageSerializer,
     MyBidSerializer,
-    NotificationSerializer,
+    VoidedBidsSerializer,
 )
+from lots import selectors as lot_selectors
 from lots.selectors import is_lot_visible
+from ops.exceptions import InvalidInput, NotFound
+from ops.openapi import ErrorSerializer
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -80,17 +81,6 @@ class MyBidsApi(generics.ListAPIView):
         return selectors.list_user_bids(user=self.request.user)
 
 
-class MyNotificationsApi(generics.ListAPIView):
-    """Your notifications, newest first: what /ws/notifications/ pushed while you were away."""
-
-    serializer_class = NotificationSerializer
-    permission_classes = [permissions.IsAuthenticated]
-    filter_backends: list = []
-
-    def get_queryset(self):
-        return selectors.list_user_notifications(user=self.request.user)
-
-
 class LotChatApi(generics.ListAPIView):
     """GET: the lot's chat, newest first (paginated). POST: say something in the room."""
 
@@ -122,3 +112,17 @@ class ChatHideApi(APIView):
     def post(self, request: Request, lot_id: int, message_id: int) -> Response:
         services.hide_chat_message(lot_id=lot_id, message_id=message_id, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ParticipantVoidBidsApi(APIView):
+    """Staff: void the participant's bids on the sale's open lots; each lot's other bids are replayed without them."""
+
+    permission_classes = [permissions.IsAdminUser]
+
+    @extend_schema(request=None, responses={200: VoidedBidsSerializer})
+    def post(self, request: Request, slug: str, registration_id: int) -> Response:
+        if not lot_selectors.list_participants(auction_slug=slug).filter(pk=registration_id).exists():
+            raise NotFound("registration_not_found", "No such registration in this sale.")
+        voided = services.void_participant_bids(registration_id=registration_id, actor=request.user)
+        lots = [{"lot": lot_id, "voided": count} for lot_id, count in voided.items()]
+        return Response(VoidedBidsSerializer({"lots": lots}).data)

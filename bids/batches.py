@@ -19,9 +19,9 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection
 
-from auction_site.exceptions import Unavailable
-from auction_site.metrics import BIDS_WAITING
 from bids import services
+from ops.exceptions import Unavailable
+from ops.metrics import BIDS_WAITING
 
 HOT_PATH_THREADS = 4
 _hot_path_executor = ThreadPoolExecutor(HOT_PATH_THREADS, thread_name_prefix="hot-path")

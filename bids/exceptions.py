@@ -1,4 +1,4 @@
-from auction_site.exceptions import DomainError, Forbidden, InvalidInput, RateLimited
+from ops.exceptions import DomainError, Forbidden, InvalidInput, RateLimited
 
 
 class BidRejected(DomainError):

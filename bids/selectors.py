@@ -1,8 +1,8 @@
-"""Reads of bids and of a lot's event log."""
+"""Reads of bids and of the lots' chat."""
 
 from django.db.models import QuerySet
 
-from bids.models import Bid, ChatMessage, LotEvent, Notification
+from bids.models import Bid, ChatMessage
 from lots.selectors import alias_of
 
 
@@ -19,20 +19,6 @@ def list_public_bids(*, lot_id: int) -> QuerySet[Bid]:
 
 def list_user_bids(*, user) -> QuerySet[Bid]:
     return Bid.objects.filter(bidder=user).select_related("lot").order_by("-id")
-
-
-def list_events_since(*, lot_id: int, since: int, limit: int) -> list[str] | None:
-    """The stored frames after `since`, in order; None if more than `limit` are missing."""
-    texts = list(
-        LotEvent.objects.filter(lot_id=lot_id, seq__gt=since)
-        .order_by("seq")
-        .values_list("text", flat=True)[: limit + 1]
-    )
-    return None if len(texts) > limit else texts
-
-
-def list_user_notifications(*, user) -> QuerySet[Notification]:
-    return Notification.objects.filter(user=user).order_by("-id")
 
 
 def list_chat_messages(*, lot_id: int) -> QuerySet[ChatMessage]:

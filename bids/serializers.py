@@ -2,8 +2,8 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from bids.fields import MoneyField
-from bids.models import Bid, ChatMessage, Notification
+from bids.models import Bid, ChatMessage
+from lots.fields import MoneyField
 from lots.models import LotStatus
 from lots.selectors import effective_status, get_aliases
 from lots.serializers import ALIAS_FIELD, USERNAME_FIELD, viewer_of
@@ -111,13 +111,6 @@ class BidOutcomeSerializer(serializers.Serializer):
     lot = OutcomeLotSerializer()
 
 
-class NotificationSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Notification
-        fields = ["id", "type", "lot", "payload", "created_at"]
-        read_only_fields = fields
-
-
 class ChatInputSerializer(serializers.Serializer):
     # Every check on the text (missing, empty, too long) is the service's, with the same codes as on
     # the socket; DATA_UPLOAD_MAX_MEMORY_SIZE bounds the body.
@@ -133,3 +126,12 @@ class ChatMessageSerializer(serializers.ModelSerializer):
         model = ChatMessage
         fields = ["id", "user", "text", "is_seller", "created_at"]
         read_only_fields = fields
+
+
+class VoidedLotSerializer(serializers.Serializer):
+    lot = serializers.IntegerField()
+    voided = serializers.IntegerField(help_text="how many of the participant's bids on this lot were voided")
+
+
+class VoidedBidsSerializer(serializers.Serializer):
+    lots = VoidedLotSerializer(many=True)

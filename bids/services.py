@@ -24,18 +24,19 @@ from django.utils import timezone
 
 from accounts.exceptions import SessionEnded
 from accounts.services import ensure_session_checks_pass, ensure_session_open
-from auction_site.exceptions import DomainError, InvalidInput, NotFound, RateLimited
-from auction_site.metrics import count_bid_result, count_bids
-from auction_site.ratelimit import take_allowance
 from bids import statements
-from bids.events import Outbox, bid_payload, broadcast_chat, chat_payload, dumps, lot_min_next_bid, lot_price_state
+from bids.events import bid_payload, broadcast_chat, chat_payload
 from bids.exceptions import BidderRefused, BidRejected, BidsRateLimited, InvalidBid
 from bids.models import Bid, ChatMessage, VoidReason
-from bids.rules import currency_places, increment_for, parse_money
-from lots.exceptions import LotActionRefused, NotLotManager
+from lots.events import Outbox, dumps, lot_min_next_bid, lot_price_state
+from lots.exceptions import InvalidAmount, LotActionRefused, NotLotManager
 from lots.models import Lot, LotAlias, LotStatus, Registration, RegistrationStatus
+from lots.pricing import currency_places, increment_for, parse_money
 from lots.selectors import get_aliases, is_lot_visible, visible_to
 from lots.services import ensure_can_manage, finish_lot, lock_lot
+from ops.exceptions import DomainError, InvalidInput, NotFound, RateLimited
+from ops.metrics import count_bid_result, count_bids
+from ops.ratelimit import take_allowance
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class BidOutcome:
     bid: Bid
     lot: Lot
     leading: bool
-    # The lot's public price state after the bid (`bids.events.lot_price_state`), and its `seq` then.
+    # The lot's public price state after the bid (`lots.events.lot_price_state`), and its `seq` then.
     lot_state: dict
     seq: int
     replayed: bool = False
@@ -309,8 +310,11 @@ def _write_decided(
 
 
 def _parse_amounts(amount: object, max_amount: object | None) -> tuple[Decimal, Decimal | None]:
-    parsed = parse_money(amount, field="amount")
-    parsed_max = None if max_amount is None else parse_money(max_amount, field="max_amount")
+    try:
+        parsed = parse_money(amount, field="amount")
+        parsed_max = None if max_amount is None else parse_money(max_amount, field="max_amount")
+    except InvalidAmount as exc:
+        raise InvalidBid(exc.code, exc.message, **exc.extra) from exc
     if parsed_max is not None and parsed_max < parsed:
         raise InvalidBid("invalid_amount", "max_amount must be at least amount.", field="max_amount")
     return parsed, parsed_max

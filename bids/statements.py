@@ -24,10 +24,10 @@ from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.models import Model, Q, Subquery
 
 from accounts.models import User
-from auction_site.exceptions import NotFound
-from bids.events import Outbox, queue_sends
 from bids.models import Bid
+from lots.events import Outbox, queue_sends
 from lots.models import Auction, Lot, LotAlias, LotStatus, Registration
+from ops.exceptions import NotFound
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -4,33 +4,29 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 
-from auction_site.exceptions import DomainError
-from bids import services as bid_services
-from bids.models import Bid
 from lots import services
-from lots.models import Auction, Lot, Registration, Watch
+from lots.models import Auction, Lot, LotEvent, Registration, Watch
+from ops.exceptions import DomainError
 
 
-class BidInline(admin.TabularInline):
-    model = Bid
-    fields = (
-        "created_at",
-        "bidder",
-        "amount",
-        "max_amount",
-        "is_proxy",
-        "raises_max_only",
-        "is_buy_now",
-        "void_reason",
-    )
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    ordering = ("-id",)
-    show_change_link = True
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Append-only records (events, bids): nothing to add, edit or delete."""
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request) -> bool:
         return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(LotEvent)
+class LotEventAdmin(ReadOnlyAdmin):
+    list_display = ("lot", "seq", "type", "created_at")
+    list_filter = ("type",)
+    list_select_related = ("lot",)
 
 
 def _run_on_each(modeladmin, request: HttpRequest, queryset: QuerySet, action, verb: str) -> None:
@@ -112,7 +108,7 @@ class LotAdmin(admin.ModelAdmin):
     search_fields = ("title", "description", "seller__username")
     list_select_related = ("auction", "high_bidder")
     raw_id_fields = ("seller",)
-    inlines = [BidInline]
+    inlines: list = []
     actions = [open_now, close_now, cancel]
     form = LotAdminForm
     # The bidding state changes only through the services (under the lot lock).
@@ -264,18 +260,6 @@ def revoke(modeladmin, request, queryset):
     _decide(modeladmin, request, queryset, "revoke", "Revoked")
 
 
-@admin.action(description="Void their bids on the sale's open lots")
-def void_bids(modeladmin, request, queryset):
-    for registration in queryset.select_related("user"):
-        try:
-            voided = bid_services.void_participant_bids(registration_id=registration.pk, actor=request.user)
-        except DomainError as exc:
-            modeladmin.message_user(request, f"{registration.user}: {exc.message}", messages.WARNING)
-            continue
-        summary = ", ".join(f"lot {lot_id}: {count}" for lot_id, count in voided.items()) or "none standing"
-        modeladmin.message_user(request, f"Voided the bids of {registration.user} ({summary}).", messages.SUCCESS)
-
-
 @admin.register(Registration)
 class RegistrationAdmin(admin.ModelAdmin):
     list_display = ("auction", "paddle_number", "user", "status", "created_at", "decided_at")
@@ -283,7 +267,7 @@ class RegistrationAdmin(admin.ModelAdmin):
     search_fields = ("user__username", "user__email")
     list_select_related = ("auction", "user")
     readonly_fields = ("auction", "user", "paddle_number", "status", "created_at", "decided_at", "decided_by")
-    actions = [approve, reject, revoke, void_bids]
+    actions = [approve, reject, revoke]
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -5,8 +5,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from auction_site.exceptions import NotFound
-from bids.services import void_participant_bids
 from lots import selectors, services
 from lots.filters import LotFilter
 from lots.permissions import IsStaffOrReadOnly
@@ -16,10 +14,11 @@ from lots.serializers import (
     LotSerializer,
     LotUpdateSerializer,
     LotWriteSerializer,
+    NotificationSerializer,
     RegistrationSerializer,
     StaggerSerializer,
-    VoidedBidsSerializer,
 )
+from ops.exceptions import NotFound
 
 
 class LotListApi(generics.ListAPIView):
@@ -197,20 +196,6 @@ class ParticipantDecisionApi(APIView):
         return Response(RegistrationSerializer(registration).data)
 
 
-class ParticipantVoidBidsApi(APIView):
-    """Staff: void the participant's bids on the sale's open lots; each lot's other bids are replayed without them."""
-
-    permission_classes = [permissions.IsAdminUser]
-
-    @extend_schema(request=None, responses={200: VoidedBidsSerializer})
-    def post(self, request: Request, slug: str, registration_id: int) -> Response:
-        if not selectors.list_participants(auction_slug=slug).filter(pk=registration_id).exists():
-            raise NotFound("registration_not_found", "No such registration in this sale.")
-        voided = void_participant_bids(registration_id=registration_id, actor=request.user)
-        lots = [{"lot": lot_id, "voided": count} for lot_id, count in voided.items()]
-        return Response(VoidedBidsSerializer({"lots": lots}).data)
-
-
 class MyRegistrationsApi(generics.ListAPIView):
     serializer_class = RegistrationSerializer
     permission_classes = [permissions.IsAuthenticated]
@@ -218,3 +203,14 @@ class MyRegistrationsApi(generics.ListAPIView):
 
     def get_queryset(self):
         return selectors.list_user_registrations(user=self.request.user)
+
+
+class MyNotificationsApi(generics.ListAPIView):
+    """Your notifications, newest first: what /ws/notifications/ pushed while you were away."""
+
+    serializer_class = NotificationSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    filter_backends: list = []
+
+    def get_queryset(self):
+        return selectors.list_user_notifications(user=self.request.user)

@@ -10,7 +10,7 @@ loop, so a frozen Redis holds back no close.
 Each step claims due lots with SKIP LOCKED (one at a time, or a batch when
 closing), so any number of clocks may run side by side and every lot opens
 and closes exactly once. On start it catches up with whatever fell due while
-no clock ran. E-mail is the mailer's (`bids.mailer`), never the clock's.
+no clock ran. E-mail is the mailer's (`lots.mailer`), never the clock's.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from datetime import datetime
 from django.conf import settings
 from django.utils import timezone
 
-from bids.events import LoopPublisher, broadcasts_posted_to
-from bids.mailer import MailWorker
 from lots import selectors, services
+from lots.events import LoopPublisher, broadcasts_posted_to
+from lots.mailer import MailWorker
 from lots.wakeups import CLOCK_CHANNEL
 from lots.workers import Worker
 

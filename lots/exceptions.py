@@ -1,4 +1,4 @@
-from auction_site.exceptions import DomainError, Forbidden
+from ops.exceptions import DomainError, Forbidden, InvalidInput
 
 
 class LotActionRefused(DomainError):
@@ -7,3 +7,7 @@ class LotActionRefused(DomainError):
 
 class NotLotManager(Forbidden):
     """Only the seller or staff may manage a lot (403)."""
+
+
+class InvalidAmount(InvalidInput):
+    """A malformed amount of money (400, `invalid_amount`); the bidding app answers it as a rejected bid."""

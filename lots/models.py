@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Q
 
@@ -218,3 +219,88 @@ class LotAlias(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label} ({self.user_id}) on lot {self.lot_id}"
+
+
+class LotEvent(models.Model):
+    """A public change of a lot, as broadcast, numbered by the lot's `seq`.
+
+    Written in the same transaction as the change, so a reconnecting client
+    can be sent exactly what it missed.
+    """
+
+    lot = models.ForeignKey(Lot, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveBigIntegerField()
+    type = models.CharField(max_length=32)
+    # The frame exactly as sent: serialized once, replayed byte for byte.
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        # Moved from the bidding app: the tables keep their names.
+        db_table = "bids_lotevent"
+        ordering = ["lot", "seq"]
+        constraints = [models.UniqueConstraint(fields=["lot", "seq"], name="lot_event_seq_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.seq} of lot {self.lot_id}"
+
+
+class EmailState(models.TextChoices):
+    PENDING = "pending"
+    SENT = "sent"
+    # The user turned e-mail off, has no address, or the type has no e-mail.
+    SKIPPED = "skipped"
+    # Every attempt failed; `email_error` says why.
+    FAILED = "failed"
+
+
+class Notification(models.Model):
+    """A private event for one user (OUTBID, WON, ...), stored with the change that caused it.
+
+    It is pushed to the user's socket after commit, listed over REST, and
+    e-mailed at least once by the mailer: a failed send stays pending and is
+    tried again later (`email_next_try_at`), and is marked sent only once sent.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    lot = models.ForeignKey(Lot, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    type = models.CharField(max_length=32)
+    payload = models.JSONField(encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Database defaults too: processes of the previous release insert rows without these columns during a deploy.
+    email_state = models.CharField(
+        max_length=8, choices=EmailState.choices, default=EmailState.PENDING, db_default=EmailState.PENDING
+    )
+    email_attempts = models.PositiveSmallIntegerField(default=0, db_default=0)
+    # A pending e-mail is not tried before this (null: at once). A mailer that
+    # claims it moves it past the send, so a mailer that died mid-send is
+    # retried, never lost.
+    email_next_try_at = models.DateTimeField(null=True, blank=True)
+    email_error = models.CharField(max_length=500, blank=True, default="", db_default="")
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "bids_notification"
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["user", "-id"]),
+            models.Index(
+                fields=["email_next_try_at", "id"],
+                condition=models.Q(email_state="pending"),
+                name="notification_email_pending",
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(email_state__in=["pending", "sent", "skipped", "failed"]),
+                name="notification_email_state_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(email_state="sent", emailed_at__isnull=False)
+                | (~models.Q(email_state="sent") & models.Q(emailed_at__isnull=True)),
+                name="notification_emailed_at_iff_sent",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} for {self.user_id}"

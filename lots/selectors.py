@@ -7,7 +7,7 @@ from django.db.models import Case, CharField, F, Min, OuterRef, Q, QuerySet, Sub
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from lots.models import Auction, Lot, LotAlias, LotStatus, Registration
+from lots.models import Auction, Lot, LotAlias, LotEvent, LotStatus, Notification, Registration
 
 
 def alias_of(lot_ref: str, user_ref: str) -> Subquery:
@@ -25,11 +25,6 @@ def lots_with_people() -> QuerySet[Lot]:
     return Lot.objects.select_related("seller", "high_bidder", "winner", "auction").annotate(
         high_bidder_alias=alias_of("pk", "high_bidder_id"), winner_alias=alias_of("pk", "winner_id")
     )
-
-
-def list_public_lots() -> QuerySet[Lot]:
-    """Lots anyone may see: everything but drafts."""
-    return lots_with_people().exclude(status=LotStatus.DRAFT)
 
 
 def visible_to(user) -> Q:
@@ -146,3 +141,17 @@ def get_registration(*, auction_id: int | None, user) -> Registration | None:
     if auction_id is None or not user.is_authenticated:
         return None
     return Registration.objects.filter(auction_id=auction_id, user=user).first()
+
+
+def list_events_since(*, lot_id: int, since: int, limit: int) -> list[str] | None:
+    """The stored frames after `since`, in order; None if more than `limit` are missing."""
+    texts = list(
+        LotEvent.objects.filter(lot_id=lot_id, seq__gt=since)
+        .order_by("seq")
+        .values_list("text", flat=True)[: limit + 1]
+    )
+    return None if len(texts) > limit else texts
+
+
+def list_user_notifications(*, user) -> QuerySet[Notification]:
+    return Notification.objects.filter(user=user).order_by("-id")

@@ -1,12 +1,12 @@
-from django.conf import settings
 from django.core.validators import slug_re
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from bids.events import lot_min_next_bid
-from bids.fields import MoneyField
-from lots.models import Auction, Lot, LotStatus, Registration
+from lots import pricing
+from lots.events import lot_min_next_bid
+from lots.fields import MoneyField
+from lots.models import Auction, Lot, LotStatus, Notification, Registration
 from lots.selectors import effective_status, effective_winner, get_aliases, list_visible_lots
 
 ALIAS_FIELD = {
@@ -192,7 +192,7 @@ class LotWriteSerializer(serializers.Serializer):
     title = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, max_length=20_000)
     image = serializers.ImageField(required=False, allow_null=True)
-    currency = serializers.ChoiceField(choices=sorted(settings.AUCTION_CURRENCIES), required=False)
+    currency = serializers.ChoiceField(choices=sorted(pricing.currencies()), required=False)
     auction = SaleSlugField(
         slug_field="slug",
         queryset=Auction.objects.all(),
@@ -296,10 +296,8 @@ class RegistrationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class VoidedLotSerializer(serializers.Serializer):
-    lot = serializers.IntegerField()
-    voided = serializers.IntegerField(help_text="how many of the participant's bids on this lot were voided")
-
-
-class VoidedBidsSerializer(serializers.Serializer):
-    lots = VoidedLotSerializer(many=True)
+class NotificationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Notification
+        fields = ["id", "type", "lot", "payload", "created_at"]
+        read_only_fields = fields

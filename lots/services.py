@@ -17,13 +17,13 @@ from django.db.models import Max
 from django.utils import timezone
 
 from accounts.services import ensure_session_open
-from auction_site.exceptions import InvalidInput, NotFound
-from bids.events import Outbox, flush_outboxes, lot_result, notify_user
-from bids.rules import currency_places, parse_money
+from lots.events import Outbox, flush_outboxes, lot_result, notify_user
 from lots.exceptions import LotActionRefused, NotLotManager
 from lots.models import Auction, Lot, LotStatus, Registration, RegistrationStatus, Watch
+from lots.pricing import currencies, currency_places, parse_money
 from lots.selectors import get_aliases, is_lot_visible, visible_to
 from lots.wakeups import wake_clocks
+from ops.exceptions import InvalidInput, NotFound
 
 PRICE_FIELDS = ("currency", "starting_price", "reserve_price", "buy_now_price", "bid_increment")
 ENDED = (LotStatus.CLOSED, LotStatus.CANCELLED)
@@ -78,7 +78,7 @@ def _later(moment: datetime, delta: timedelta, *, field: str) -> datetime:
 
 def _check_lot_rules(lot: Lot) -> None:
     """The invariants of a lot's prices and times, with clear codes."""
-    if lot.currency not in settings.AUCTION_CURRENCIES:
+    if lot.currency not in currencies():
         raise InvalidInput("invalid_currency", f"Unsupported currency {lot.currency!r}.", field="currency")
     if lot.reserve_price is not None and lot.reserve_price < lot.starting_price:
         raise InvalidInput("invalid_price", "The reserve cannot be below the starting price.", field="reserve_price")

@@ -1,22 +1,7 @@
-from django.urls import path, register_converter
-from django.urls.converters import IntConverter
+from django.urls import path
 
-from bids.apis import BuyNowApi, ChatHideApi, LotBidsApi, LotChatApi, MyBidsApi, MyNotificationsApi
+import ops.converters  # noqa: F401  registers the `id` converter
 from lots import apis
-
-
-class RowIdConverter(IntConverter):
-    """A row id in a URL: at most 18 digits, so no id past a 64-bit column reaches a query.
-
-    SQLite's driver raises OverflowError (a 500) for such an id in a foreign key lookup;
-    here it is a 404 like any other missing object. The schema states the range
-    (`PATH_CONVERTER_OVERRIDES`).
-    """
-
-    regex = "[0-9]{1,18}"
-
-
-register_converter(RowIdConverter, "id")
 
 lot_urlpatterns = [
     path("", apis.LotListApi.as_view(), name="lot-list"),
@@ -24,11 +9,7 @@ lot_urlpatterns = [
     path("<id:lot_id>/open/", apis.LotActionApi.as_view(action="open"), name="lot-open"),
     path("<id:lot_id>/close/", apis.LotActionApi.as_view(action="close"), name="lot-close"),
     path("<id:lot_id>/cancel/", apis.LotActionApi.as_view(action="cancel"), name="lot-cancel"),
-    path("<id:lot_id>/bids/", LotBidsApi.as_view(), name="lot-bids"),
-    path("<id:lot_id>/buy-now/", BuyNowApi.as_view(), name="lot-buy-now"),
     path("<id:lot_id>/watch/", apis.WatchApi.as_view(), name="lot-watch"),
-    path("<id:lot_id>/chat/", LotChatApi.as_view(), name="lot-chat"),
-    path("<id:lot_id>/chat/<id:message_id>/hide/", ChatHideApi.as_view(), name="lot-chat-hide"),
 ]
 
 auction_urlpatterns = [
@@ -45,17 +26,11 @@ auction_urlpatterns = [
         )
         for decision in ("approve", "reject", "revoke")
     ],
-    path(
-        "<slug:slug>/participants/<id:registration_id>/void-bids/",
-        apis.ParticipantVoidBidsApi.as_view(),
-        name="participant-void-bids",
-    ),
 ]
 
 me_urlpatterns = [
-    path("me/bids/", MyBidsApi.as_view(), name="my-bids"),
     path("me/watchlist/", apis.MyWatchlistApi.as_view(), name="my-watchlist"),
     path("me/won/", apis.MyWonLotsApi.as_view(), name="my-won"),
-    path("me/notifications/", MyNotificationsApi.as_view(), name="my-notifications"),
+    path("me/notifications/", apis.MyNotificationsApi.as_view(), name="my-notifications"),
     path("me/registrations/", apis.MyRegistrationsApi.as_view(), name="my-registrations"),
 ]

@@ -6,7 +6,7 @@ class RealtimeConfig(AppConfig):
     verbose_name = "Real-time edge"
 
     def ready(self) -> None:
-        from auction_site import broadcasting
+        from ops import broadcasting
         from realtime import fanout
 
         broadcasting.use(fanout)

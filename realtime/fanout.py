@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 from asgiref.sync import async_to_sync
 from django.conf import settings
 
-from auction_site.outages import redis_outage
+from ops.outages import redis_outage
 from realtime.processes import PROCESS_ID, Heartbeat, live_ids, read_live
 
 logger = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from django.conf import settings
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from accounts.middleware import accept_and_close
-from auction_site.outages import REDIS_AWAY, redis_outage
+from ops.outages import REDIS_AWAY, redis_outage
 from realtime.fanout import get_hub
 from realtime.processes import PROCESS_ID, live_ids, read_live
 

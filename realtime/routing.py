@@ -10,7 +10,7 @@ never a server error.
 from django.urls import path, re_path, register_converter
 from django.urls.converters import SlugConverter
 
-import lots.urls  # noqa: F401  registers the `id` converter: a row id of at most 18 digits
+import ops.converters  # noqa: F401  registers the `id` converter: a row id of at most 18 digits
 from accounts.middleware import accept_and_close
 from lots.models import Auction
 from realtime import consumers

@@ -21,14 +21,14 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from bids import selectors as bid_selectors
+from lots import selectors as lot_selectors
 
 _reads: dict[tuple[int, int], asyncio.Future] = {}
 
 
 @database_sync_to_async
 def _read_events_since(lot_id: int, since: int) -> list[str] | None:
-    return bid_selectors.list_events_since(lot_id=lot_id, since=since, limit=settings.WS_REPLAY_LIMIT)
+    return lot_selectors.list_events_since(lot_id=lot_id, since=since, limit=settings.WS_REPLAY_LIMIT)
 
 
 async def events_since(lot_id: int, since: int) -> list[str] | None:

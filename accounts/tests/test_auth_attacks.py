@@ -20,9 +20,9 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from bids.models import Bid, LotEvent
+from bids.models import Bid
 from bids.tests.ws import Sockets
-from lots.models import LotStatus
+from lots.models import LotEvent, LotStatus
 
 pytestmark = [pytest.mark.reliability, pytest.mark.django_db(transaction=True)]
 

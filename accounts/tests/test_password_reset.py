@@ -10,8 +10,8 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from auction_site.ratelimit import parse_rate
 from conftest import PASSWORD
+from ops.ratelimit import parse_rate
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,8 @@ from django.contrib.auth import get_user_model
 from django.db import connection, connections, transaction
 
 from accounts.services import aredeem_ws_ticket, issue_ws_ticket, register_user
-from auction_site.exceptions import InvalidInput
 from conftest import PASSWORD
+from ops.exceptions import InvalidInput
 
 User = get_user_model()
 

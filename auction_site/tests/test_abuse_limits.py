@@ -30,7 +30,6 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from websockets.exceptions import ConnectionClosed
 
 from auction_site.asgi import application
-from auction_site.ratelimit import take_allowance
 from auction_site.tests.reliability import size
 from auction_site.tests.servers import (
     BASE_DIR,
@@ -49,6 +48,7 @@ from bids.tests.live_servers import database_url_for_tests, live_server_processe
 from bids.tests.utils import run_threads
 from bids.tests.ws import ORIGIN, TIMEOUT, Socket, Sockets
 from conftest import access_token_for
+from ops.ratelimit import take_allowance
 from realtime.limits import CLOSE_TOO_MANY_CONNECTIONS, sockets_key
 from realtime.processes import PROCESSES_KEY
 

@@ -224,8 +224,8 @@ def _ws_bid(ws, amount: str, request_id: str, *, timeout: float = 30) -> tuple[s
 
 def _stored(lot_id: int) -> dict:
     """What the database holds for the lot: bids, counters and events."""
-    from bids.models import Bid, LotEvent
-    from lots.models import Lot
+    from bids.models import Bid
+    from lots.models import Lot, LotEvent
 
     lot = Lot.objects.get(pk=lot_id)
     bids = Bid.objects.filter(lot_id=lot_id)

@@ -14,12 +14,12 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.test import RequestFactory
 from prometheus_client import REGISTRY
 
-from auction_site import health
 from auction_site.asgi import application
-from auction_site.logs import JsonFormatter, RequestIdFilter, TextFormatter, access_log, scrub
 from auction_site.tests.servers import metric_value
 from bids.services import place_bid
 from conftest import access_token_for
+from ops import health
+from ops.logs import JsonFormatter, RequestIdFilter, TextFormatter, access_log, scrub
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoxfQ.c2lnbmF0dXJl"
 
@@ -102,7 +102,7 @@ def test_records_logged_during_a_request_carry_its_id(api_client, caplog):
     api_client.get("/api/health/", HTTP_X_REQUEST_ID="inside-1")
 
     lines = formatted(caplog.records)
-    warnings = [line for line in lines if line["logger"] == "auction_site.health"]
+    warnings = [line for line in lines if line["logger"] == "ops.health"]
     assert warnings and all(line["request_id"] == "inside-1" for line in warnings)
     assert "exc" in warnings[0]
 

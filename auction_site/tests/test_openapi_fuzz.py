@@ -7,7 +7,7 @@ and anonymously, and the sale and lot management ones as staff. Path ids
 are either generated (mostly missing objects) or those of seeded objects:
 an open lot, a sale, a registration, a chat message. Every answer must be a non-5xx that the schema documents: its
 status code, its content type and its body (errors included:
-`{code, detail[, errors]}`, see `auction_site/openapi.py`).
+`{code, detail[, errors]}`, see `ops/openapi.py`).
 
 Schemathesis's phases: `examples`, `coverage` (deterministic boundary and
 type-violating values for every parameter and field: most of the cases) and

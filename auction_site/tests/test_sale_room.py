@@ -17,8 +17,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from auction_site.tests.servers import http, next_frame, register_and_log_in, serve_web, wait_until, ws_connect
-from bids.models import LotEvent
-from lots.models import Auction
+from lots.models import Auction, LotEvent
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 

@@ -10,9 +10,9 @@ from decimal import Decimal
 
 import pytest
 
-from auction_site.exceptions import Unavailable
 from bids import batches
 from bids.services import BidRequest
+from ops.exceptions import Unavailable
 
 GENEROUS = 60
 

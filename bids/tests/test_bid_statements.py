@@ -5,10 +5,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from bids.exceptions import BidRejected
-from bids.models import Bid, Notification
+from bids.models import Bid
 from bids.services import bid_request, place_bids
 from bids.tests.utils import bid, lot_events
-from lots.models import LotAlias
+from lots.models import LotAlias, Notification
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 

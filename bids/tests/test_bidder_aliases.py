@@ -100,7 +100,7 @@ def test_a_refused_bid_names_nobody(contested, third_bidder):
 
 
 def test_the_outbid_notice_names_the_new_leader_by_alias(contested, bidder, other_bidder):
-    from bids.models import Notification
+    from lots.models import Notification
 
     notice = Notification.objects.filter(user=other_bidder, type="OUTBID").latest("id")
     assert notice.payload["high_bidder"] == "Bidder 1"

@@ -6,7 +6,6 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from auction_site.exceptions import NotFound
 from bids.exceptions import BidRejected
 from bids.models import Bid
 from bids.services import buy_now
@@ -14,6 +13,7 @@ from bids.tests.utils import bid, event_types, lot_events
 from lots.exceptions import LotActionRefused
 from lots.models import Lot, LotStatus
 from lots.services import close_lot
+from ops.exceptions import NotFound
 
 pytestmark = pytest.mark.django_db
 

@@ -7,10 +7,10 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
 
-from auction_site.exceptions import DomainError
 from bids.models import ChatMessage
 from bids.services import hide_chat_message, post_chat_message
 from lots.exceptions import NotLotManager
+from ops.exceptions import DomainError
 
 pytestmark = pytest.mark.django_db
 

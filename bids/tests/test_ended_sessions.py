@@ -14,10 +14,10 @@ from django.contrib.auth import get_user_model
 
 from accounts import services as account_services
 from accounts.services import change_password, deactivate_user, end_sessions, issue_ws_ticket, log_out
-from auction_site.exceptions import DomainError
 from bids.exceptions import BidRejected
 from bids.services import buy_now, hide_chat_message, place_bid, post_chat_message
 from lots.services import close_lot
+from ops.exceptions import DomainError
 
 User = get_user_model()
 

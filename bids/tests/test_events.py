@@ -8,10 +8,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from bids.exceptions import BidRejected
-from bids.models import LotEvent
 from bids.services import buy_now
 from bids.tests.utils import bid, event_types, lot_events
-from lots.models import Auction, Lot
+from lots.models import Auction, Lot, LotEvent
 from lots.services import close_lot, open_lot, update_lot
 
 pytestmark = pytest.mark.django_db

@@ -24,9 +24,10 @@ from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
 from auction_site.tests.reliability import size
-from bids.models import Bid, ChatMessage, LotEvent
+from bids.models import Bid, ChatMessage
 from bids.tests.ws import TIMEOUT, Socket
-from lots.models import Lot
+from lots.models import Lot, LotEvent
+from lots.pricing import MAX_AMOUNT
 
 pytestmark = [pytest.mark.reliability, pytest.mark.django_db(transaction=True)]
 
@@ -128,7 +129,7 @@ def _accepted_amount(fragment: str) -> bool:
     return (
         value is not None
         and value.is_finite()
-        and STARTING_PRICE <= value <= django_settings.AUCTION_MAX_AMOUNT
+        and STARTING_PRICE <= value <= MAX_AMOUNT
         and value == value.quantize(Decimal("0.01"))
     )
 

@@ -6,16 +6,16 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from auction_site.exceptions import DomainError, NotFound
-from bids.events import lot_min_next_bid
 from bids.exceptions import BidRejected, InvalidBid
-from bids.models import Bid, LotEvent
-from bids.rules import increment_for
+from bids.models import Bid
 from bids.selectors import list_public_bids
 from bids.services import bid_request, buy_now, place_bids
 from bids.tests.utils import bid, event_types, lot_events
-from lots.models import Lot, LotStatus
+from lots.events import lot_min_next_bid
+from lots.models import Lot, LotEvent, LotStatus
+from lots.pricing import increment_for
 from lots.services import cancel_lot, close_lot
+from ops.exceptions import DomainError, NotFound
 
 pytestmark = pytest.mark.django_db
 

@@ -17,14 +17,14 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from bids.events import lot_min_next_bid
 from bids.exceptions import BidRejected
-from bids.models import Bid, LotEvent
-from bids.rules import increment_for
+from bids.models import Bid
 from bids.services import place_bid
 from bids.tests.utils import run_threads
+from lots.events import lot_min_next_bid
 from lots.exceptions import LotActionRefused
-from lots.models import Lot, LotAlias, LotStatus
+from lots.models import Lot, LotAlias, LotEvent, LotStatus
+from lots.pricing import increment_for
 from lots.services import close_lot
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]

@@ -32,13 +32,13 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from auction_site.tests.reliability import size
 from auction_site.tests.servers import http
-from bids.models import Bid, Notification
-from bids.rules import increment_for
+from bids.models import Bid
 from bids.tests.live_servers import Server, database_url_for_tests, live_server_processes
 from bids.tests.test_race import replay_leaders
 from bids.tests.utils import lot_events
 from conftest import access_token_for
-from lots.models import Lot, LotAlias, LotStatus
+from lots.models import Lot, LotAlias, LotStatus, Notification
+from lots.pricing import increment_for
 from lots.tests.test_clock_processes import clock_processes
 
 pytestmark = [pytest.mark.services, pytest.mark.reliability, pytest.mark.django_db(transaction=True)]

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import pytest
 from channels.db import database_sync_to_async
 
-from bids.models import Bid, LotEvent
+from bids.models import Bid
+from lots.models import LotEvent
 from lots.services import delete_lot
 from realtime.consumers import base as consumers
 

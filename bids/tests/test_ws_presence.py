@@ -6,8 +6,8 @@ import contextlib
 import pytest
 from prometheus_client import REGISTRY
 
-from bids.events import lot_group
 from bids.tests.ws import forget_presence
+from lots.events import lot_group
 from realtime import fanout
 
 

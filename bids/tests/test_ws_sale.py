@@ -8,10 +8,9 @@ import json
 import pytest
 from channels.db import database_sync_to_async
 
-from bids.models import LotEvent
 from bids.tests.utils import bid
 from bids.tests.ws import send_to_sale, without_broadcast
-from lots.models import Auction
+from lots.models import Auction, LotEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,9 +9,10 @@ from decimal import Decimal
 
 from django.db import connection
 
-from bids.events import lot_group, user_group
-from bids.models import Bid, LotEvent
+from bids.models import Bid
 from bids.services import place_bid
+from lots.events import lot_group, user_group
+from lots.models import LotEvent
 from realtime import fanout
 
 # The marker that ends a drain must come; generous for a loaded machine.

@@ -21,9 +21,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from auction_site.asgi import application
-from bids import events
-from bids.events import auction_group, lot_group
 from conftest import access_token_for
+from lots import events
+from lots.events import auction_group, lot_group
 from realtime import fanout
 from realtime.consumers import base as consumers
 

@@ -21,9 +21,9 @@ from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
 from auction_site.asgi import application
-from bids.events import LoopPublisher
 from conftest import access_token_for
 from lots.clock import Clock, ClockWorker
+from lots.events import LoopPublisher
 from lots.models import Lot, LotStatus
 from lots.wakeups import wake_clocks
 

@@ -103,8 +103,8 @@ def test_a_changed_end_is_an_event_with_the_next_seq_and_wakes_the_clock(
     new_end = (timezone.now() + timedelta(hours=5)).replace(microsecond=0)
 
     with (
-        mock.patch("bids.events.broadcast_many") as broadcast,
-        mock.patch("bids.events.wake_clocks") as wake_clocks,
+        mock.patch("lots.events.broadcast_many") as broadcast,
+        mock.patch("lots.events.wake_clocks") as wake_clocks,
         django_capture_on_commit_callbacks(execute=True),
     ):
         response = post_change(

@@ -20,12 +20,12 @@ from django.db.models import Count
 from django.utils import timezone
 
 from bids.exceptions import BidRejected
-from bids.mailer import send_due_emails
-from bids.models import Bid, LotEvent, Notification
+from bids.models import Bid
 from bids.tests.utils import bid, run_threads
 from lots import services
 from lots.clock import run_due_work, seconds_until_next_due
-from lots.models import Lot, LotStatus
+from lots.mailer import send_due_emails
+from lots.models import Lot, LotEvent, LotStatus, Notification
 from lots.services import create_lot, finish_lot, open_lot, settle_lot_if_due, update_lot, watch_lot
 from lots.tests.clock_helpers import (
     Socket,

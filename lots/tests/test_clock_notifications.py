@@ -21,12 +21,11 @@ from django.core import mail
 from django.core.mail.backends import locmem
 from django.db import connection
 
-from bids.mailer import send_due_emails
-from bids.models import EmailState, Notification
 from bids.tests.utils import bid
 from lots import services
 from lots.clock import run_due_work
-from lots.models import Lot, LotStatus
+from lots.mailer import send_due_emails
+from lots.models import EmailState, Lot, LotStatus, Notification
 from lots.services import finish_lot, watch_lot
 from lots.tests.clock_helpers import Socket, in_seconds, running_clock, wait_for_status, wait_until
 
@@ -349,7 +348,7 @@ def test_at_the_first_failed_send_the_rest_of_the_batch_waits_uncounted(settings
 def test_a_mailer_whose_claim_ran_out_sends_nothing(make_lot, bidder, mailoutbox):
     from django.core.mail import get_connection
 
-    from bids.mailer import LEASE, _claim_due, _send_one
+    from lots.mailer import LEASE, _claim_due, _send_one
 
     lot = make_lot(ends_at=in_seconds(3600))
     unsent_notifications(bidder, lot, 1)
@@ -383,7 +382,7 @@ def test_a_send_that_keeps_failing_is_given_up_with_its_error(settings, make_lot
 
 @pytest.mark.django_db
 def test_a_mailer_that_died_mid_send_leaves_the_email_to_be_retried(make_lot, bidder, mailoutbox):
-    from bids.mailer import LEASE, _claim_due
+    from lots.mailer import LEASE, _claim_due
 
     lot = make_lot(ends_at=in_seconds(3600))
     unsent_notifications(bidder, lot, 1)

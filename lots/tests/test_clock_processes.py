@@ -34,13 +34,13 @@ from django.db.models import Count
 from django.utils import timezone
 
 from auction_site.tests.servers import PrivateRedis, free_ports, next_frame, ws_connect
-from bids.events import lot_min_next_bid
 from bids.exceptions import BidRejected
-from bids.models import Bid, LotEvent, Notification
+from bids.models import Bid
 from bids.services import place_bid
 from bids.tests.live_servers import database_url_for_tests
 from conftest import access_token_for
-from lots.models import Lot, LotStatus
+from lots.events import lot_min_next_bid
+from lots.models import Lot, LotEvent, LotStatus, Notification
 from lots.tests.clock_helpers import GENEROUS, open_lots
 from lots.wakeups import wake_clocks
 

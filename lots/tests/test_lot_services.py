@@ -7,7 +7,6 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
-from auction_site.exceptions import DomainError, InvalidInput
 from bids.exceptions import BidRejected
 from bids.tests.utils import bid, event_types, lot_events
 from lots.exceptions import LotActionRefused, NotLotManager
@@ -22,6 +21,7 @@ from lots.services import (
     update_lot,
     watch_lot,
 )
+from ops.exceptions import DomainError, InvalidInput
 
 pytestmark = pytest.mark.django_db
 

@@ -6,16 +6,16 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import IntegrityError, transaction
 
-from auction_site.exceptions import NotFound
 from bids.exceptions import BidRejected
-from bids.mailer import send_due_emails
-from bids.models import Bid, Notification
+from bids.models import Bid
 from bids.services import buy_now
 from bids.tests.utils import bid, run_threads
 from bids.tests.ws import Sockets
 from lots.exceptions import LotActionRefused, NotLotManager
-from lots.models import Auction, Lot, LotStatus, Registration, RegistrationStatus
+from lots.mailer import send_due_emails
+from lots.models import Auction, Lot, LotStatus, Notification, Registration, RegistrationStatus
 from lots.services import close_lot, decide_registration, register_for_auction
+from ops.exceptions import NotFound
 
 pytestmark = pytest.mark.django_db
 

@@ -34,9 +34,9 @@ from django.utils import timezone
 from accounts import services as account_services
 from accounts.exceptions import SessionEnded
 from accounts.middleware import CLOSE_UNAUTHORIZED
-from auction_site.exceptions import DomainError
-from auction_site.metrics import WEBSOCKETS_OPEN
-from bids.events import dumps
+from lots.events import dumps
+from ops.exceptions import DomainError
+from ops.metrics import WEBSOCKETS_OPEN
 from realtime.fanout import CLOSE, EVENT, TEXT, Frame, get_hub
 from realtime.server import DIRECT_SEND
 

@@ -7,17 +7,18 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from auction_site.exceptions import DomainError
 from bids import selectors as bid_selectors
 from bids import services as bid_services
 from bids.batches import lot_bids, on_hot_path_threads
-from bids.events import bid_outcome_payload, dumps, lot_group
+from bids.events import bid_outcome_payload
 from bids.exceptions import BidRejected, InvalidBid
 from bids.serializers import BidSerializer, ChatMessageSerializer
 from lots import selectors as lot_selectors
 from lots import services as lot_services
+from lots.events import dumps, lot_group
 from lots.models import LotStatus
 from lots.serializers import LotSerializer, RegistrationSerializer
+from ops.exceptions import DomainError
 from realtime.consumers.base import (
     CLOSE_NOT_FOUND,
     ProtocolError,

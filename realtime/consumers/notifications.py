@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from accounts.middleware import CLOSE_UNAUTHORIZED
-from bids.events import user_group
+from lots.events import user_group
 from realtime.consumers.base import SocketConsumer
 
 

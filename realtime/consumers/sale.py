@@ -8,9 +8,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from bids import selectors as bid_selectors
-from bids.events import auction_group
 from lots import selectors as lot_selectors
+from lots.events import auction_group
 from lots.serializers import LotSerializer
 from realtime.consumers.base import CLOSE_NOT_FOUND, SocketConsumer, query_param, seq_of, user_context
 from realtime.consumers.lot import lot_stream
@@ -30,7 +29,7 @@ def _auction_status(slug: str, user, since: dict[int, int]) -> dict[str, Any] | 
     ).data:
         seqs[lot["id"]] = lot["seq"]
         if lot["id"] in since and since[lot["id"]] <= lot["seq"]:
-            missed = bid_selectors.list_events_since(
+            missed = lot_selectors.list_events_since(
                 lot_id=lot["id"], since=since[lot["id"]], limit=settings.WS_REPLAY_LIMIT
             )
             if missed is not None:

@@ -15,8 +15,8 @@ import pytest
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from auction_site.outages import REDIS_AWAY
 from auction_site.tests.servers import free_ports
+from ops.outages import REDIS_AWAY
 from realtime.fanout import POOL_SIZE
 from realtime.limits import AddressLimiter, get_limiter, sockets_key
 from realtime.processes import PROCESSES_KEY, Heartbeat

@@ -5,8 +5,8 @@ import signal
 
 from django.core.management.base import BaseCommand
 
-from bids.events import LoopPublisher
 from lots.clock import Clock
+from lots.events import LoopPublisher
 
 logger = logging.getLogger("lots.clock")
 

@@ -1,6 +1,6 @@
 """Where the domain hands its committed messages to the real-time edge, which it does not import.
 
-A message is a dict: `room` (a group name from `bids.events`/`accounts.services`),
+A message is a dict: `room` (a group name from `lots.events`/`accounts.services`),
 `kind` ("event": a lot event with its `lot_id` and `seq`; "text": a frame as is;
 "close": the room's sockets close with 4401), and `text`. The `realtime` app
 plugs its fan-out in when it loads; without it, nothing is sent.
@@ -15,6 +15,8 @@ class Fanout(Protocol):
     def publish(self, items: list[dict[str, Any]]) -> None: ...
 
     async def publish_async(self, items: list[dict[str, Any]]) -> None: ...
+
+    def check_reachable(self) -> None: ...
 
 
 _fanout: Fanout | None = None
@@ -35,3 +37,9 @@ async def publish_async(items: list[dict[str, Any]]) -> None:
     """On an event loop."""
     if _fanout is not None and items:
         await _fanout.publish_async(items)
+
+
+def check_reachable() -> None:
+    """Raises when the fan-out's broker does not answer (the health checks); nothing to check without a fan-out."""
+    if _fanout is not None:
+        _fanout.check_reachable()

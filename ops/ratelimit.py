@@ -15,7 +15,7 @@ import time
 
 from django.core.cache import cache
 
-from auction_site.outages import REDIS_AWAY
+from ops.outages import REDIS_AWAY
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Each server process counts its own traffic: scrape every web process (or
 container) directly, not through the proxy. The instruments are incremented
 in one clearly marked place each: `RequestLogMiddleware` (HTTP requests),
 `count_bids` on the bid services, the consumers' connect and disconnect
-(open sockets), and `bids.events.broadcast_many` (broadcasts).
+(open sockets), and `lots.events.broadcast_many` (broadcasts).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 
-from auction_site.exceptions import DomainError
+from ops.exceptions import DomainError
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 

@@ -1,6 +1,6 @@
 """The OpenAPI schema's error responses: every operation documents the 4xx/5xx it can answer.
 
-Every error body is `{code, detail[, errors]}` (`auction_site.exceptions`);
+Every error body is `{code, detail[, errors]}` (`ops.exceptions`);
 `ErrorAutoSchema` adds that body under each status an operation can really
 meet, judged from the view: its method, parameters, authentication,
 permissions and throttles. Schemathesis checks every answer against it

@@ -5,7 +5,7 @@ from daphne.endpoints import build_endpoint_description_strings
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from auction_site.logs import access_log
+from ops.logs import access_log
 from realtime.server import AuctionServer
 
 logger = logging.getLogger("auction_site.serve")
@@ -28,13 +28,15 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, host: str, port: int, no_clock: bool, no_access_log: bool, proxy_headers: bool, **options):
+        from channels.routing import get_default_application
         from twisted.internet import reactor
 
-        from auction_site.asgi import application
         from bids.batches import take_bids_from_threads
-        from bids.events import LoopPublisher, post_broadcasts_from_threads
         from lots.clock import Clock
+        from lots.events import LoopPublisher, post_broadcasts_from_threads
 
+        # The project's ASGI application (`ASGI_APPLICATION`): the wiring lives above this app.
+        application = get_default_application()
         with_clock = settings.AUCTION_CLOCK_IN_PROCESS and not no_clock
 
         def start_clock(publisher: LoopPublisher) -> None:

@@ -22,7 +22,7 @@ from django.db.models import Min
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from bids.models import EmailState, Notification
+from lots.models import EmailState, Notification
 from lots.wakeups import MAIL_CHANNEL
 from lots.workers import Worker
 

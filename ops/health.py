@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from realtime import fanout
+from ops import broadcasting
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def database_ok() -> bool:
 def channel_layer_ok() -> bool:
     """The real-time fan-out's Redis answers (always, on the embedded default): the path every broadcast takes."""
     try:
-        fanout.check_reachable()
+        broadcasting.check_reachable()
         return True
     except Exception:
         logger.warning("health: the fan-out's Redis check failed", exc_info=True)

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 from django.urls import resolve
 
-from auction_site import metrics
-from auction_site.logs import lot_id_from_path, request_id_var
+from ops import metrics
+from ops.logs import lot_id_from_path, request_id_var
 
 logger = logging.getLogger("auction_site.request")
 

@@ -6,9 +6,58 @@ from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
 from django.conf import settings
 
-from bids.exceptions import InvalidBid
+from lots.exceptions import InvalidAmount
 
 CENT = Decimal("0.01")
+
+# ISO 4217 codes accepted for lots, with their minor units; `AUCTION_CURRENCIES` in settings replaces them.
+CURRENCIES = {
+    "USD": 2,
+    "EUR": 2,
+    "GBP": 2,
+    "CHF": 2,
+    "CAD": 2,
+    "AUD": 2,
+    "SEK": 2,
+    "NOK": 2,
+    "DKK": 2,
+    "PLN": 2,
+    "CZK": 2,
+    "HKD": 2,
+    "SGD": 2,
+    "NZD": 2,
+    "CNY": 2,
+    "INR": 2,
+    "BRL": 2,
+    "MXN": 2,
+    "JPY": 0,
+    "KRW": 0,
+}
+# The minimum raise over the current price: (price under, increment); `AUCTION_BID_INCREMENTS` replaces it.
+BID_INCREMENTS = [
+    (Decimal("1"), Decimal("0.05")),
+    (Decimal("5"), Decimal("0.25")),
+    (Decimal("25"), Decimal("0.50")),
+    (Decimal("100"), Decimal("1.00")),
+    (Decimal("250"), Decimal("2.50")),
+    (Decimal("500"), Decimal("5.00")),
+    (Decimal("1000"), Decimal("10.00")),
+    (Decimal("2500"), Decimal("25.00")),
+    (Decimal("5000"), Decimal("50.00")),
+    (None, Decimal("100.00")),
+]
+# The largest amount the money columns hold (12 digits, 2 of them decimals).
+MAX_AMOUNT = Decimal("9999999999.99")
+
+
+def currencies() -> dict[str, int]:
+    return getattr(settings, "AUCTION_CURRENCIES", CURRENCIES)
+
+
+def bid_increments() -> list[tuple[Decimal | None, Decimal]]:
+    return getattr(settings, "AUCTION_BID_INCREMENTS", BID_INCREMENTS)
+
+
 # Longer strings cannot be a sensible amount; refuse them before parsing.
 MAX_AMOUNT_CHARS = 40
 
@@ -21,10 +70,10 @@ def increment_for(price: Decimal, fixed: Decimal | None = None, *, places: int =
     """
     if fixed is not None:
         return fixed
-    for under, increment in settings.AUCTION_BID_INCREMENTS:
+    for under, increment in bid_increments():
         if under is None or price < under:
             return increment.quantize(Decimal(1).scaleb(-places), rounding=ROUND_CEILING)
-    raise AssertionError("AUCTION_BID_INCREMENTS must end with an open-ended row")
+    raise AssertionError("the increment table must end with an open-ended row")
 
 
 def min_next_bid(
@@ -36,7 +85,7 @@ def min_next_bid(
 
 
 def currency_places(currency: str) -> int:
-    return settings.AUCTION_CURRENCIES.get(currency, 2)
+    return currencies().get(currency, 2)
 
 
 @functools.cache
@@ -71,11 +120,11 @@ def parse_money(value: object, *, field: str = "amount", places: int = 2) -> Dec
     else:
         amount = None
     if amount is None or not amount.is_finite():
-        raise InvalidBid("invalid_amount", f"{field} is not a number.", field=field)
+        raise InvalidAmount("invalid_amount", f"{field} is not a number.", field=field)
     if amount <= 0:
-        raise InvalidBid("invalid_amount", f"{field} must be positive.", field=field)
-    if amount > settings.AUCTION_MAX_AMOUNT:
-        raise InvalidBid("invalid_amount", f"{field} is too large.", field=field)
+        raise InvalidAmount("invalid_amount", f"{field} must be positive.", field=field)
+    if amount > MAX_AMOUNT:
+        raise InvalidAmount("invalid_amount", f"{field} is too large.", field=field)
     if amount.as_tuple().exponent < -places and amount != amount.quantize(Decimal(1).scaleb(-places)):
-        raise InvalidBid("invalid_amount", f"{field} has more than {places} decimal places.", field=field)
+        raise InvalidAmount("invalid_amount", f"{field} has more than {places} decimal places.", field=field)
     return amount.quantize(CENT)

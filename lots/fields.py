@@ -3,8 +3,8 @@ from decimal import Decimal
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from bids.exceptions import InvalidBid
-from bids.rules import parse_money
+from lots.exceptions import InvalidAmount
+from lots.pricing import parse_money
 
 
 @extend_schema_field({"type": "string", "format": "decimal", "example": "150.00"})
@@ -16,7 +16,7 @@ class MoneyField(serializers.Field):
     def to_internal_value(self, data: object) -> Decimal:
         try:
             return parse_money(data, field=self.field_name or "amount", places=2)
-        except InvalidBid as exc:
+        except InvalidAmount as exc:
             raise serializers.ValidationError(exc.message, code=exc.code) from exc
 
     def to_representation(self, value: Decimal) -> str:

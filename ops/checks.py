@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
-from auction_site.ratelimit import parse_rate
+from ops.ratelimit import parse_rate
 
 
 @register()
