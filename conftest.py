@@ -222,7 +222,7 @@ def make_lot(seller):
 @pytest.fixture
 def inbox():
     """Listen on the fan-out the services broadcast to."""
-    from bids.tests.utils import Inbox
+    from testsupport.bidding import Inbox
 
     listener = Inbox()
     yield listener
@@ -232,7 +232,7 @@ def inbox():
 @pytest.fixture
 def private_redis():
     """A redis-server of the test's own, which the test may kill, freeze and restart; killed at the end."""
-    from auction_site.tests.servers import PrivateRedis
+    from testsupport.servers import PrivateRedis
 
     server = PrivateRedis()
     server.start()

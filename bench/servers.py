@@ -1,6 +1,6 @@
 """Start and always stop the processes a benchmark run needs (daphne, clocks, a private Redis, the baseline server).
 
-Ideas from `bids/tests/live_servers.py`, kept separate so the tests' launcher can change freely.
+Ideas from `testsupport/live_servers.py`, kept separate so the tests' launcher can change freely.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from bids.tests.live_servers import database_url_for_tests
+from testsupport.live_servers import database_url_for_tests
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

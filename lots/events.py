@@ -16,6 +16,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -31,6 +32,43 @@ if TYPE_CHECKING:
     from lots.models import Lot
 
 logger = logging.getLogger(__name__)
+
+
+class EventType(StrEnum):
+    """Every frame type the server sends, in one registry; the README's protocol section documents each
+    (`bids/tests/test_protocol.py` holds the two to each other). Payloads are built beside the type's
+    owner: a lot's in this module, a bid's and the chat's in `bids/events.py`, a socket's answers in
+    `realtime/consumers/`."""
+
+    # A lot's room (and its sale's): stored with the lot's next `seq`, replayed after a reconnect.
+    NEW_BID = "NEW_BID"
+    LOT_EXTENDED = "LOT_EXTENDED"
+    LOT_OPENED = "LOT_OPENED"
+    LOT_UPDATED = "LOT_UPDATED"
+    AUCTION_ENDED = "AUCTION_ENDED"
+    # Also a notification, to the bidder whose bids staff voided.
+    BIDS_VOIDED = "BIDS_VOIDED"
+    # A lot's room, without `seq`: not lot state.
+    USERS_COUNT = "USERS_COUNT"
+    CHAT_MESSAGE = "CHAT_MESSAGE"
+    CHAT_HIDDEN = "CHAT_HIDDEN"
+    # To one socket: its state on connecting, and the answers to its frames.
+    LOT_STATUS = "LOT_STATUS"
+    AUCTION_STATUS = "AUCTION_STATUS"
+    BID_ACCEPTED = "BID_ACCEPTED"
+    BID_REJECTED = "BID_REJECTED"
+    BID_HISTORY = "BID_HISTORY"
+    CHAT_HISTORY = "CHAT_HISTORY"
+    PONG = "PONG"
+    ERROR = "ERROR"
+    # Notifications: stored for one user, pushed to /ws/notifications/, e-mailed.
+    OUTBID = "OUTBID"
+    WON = "WON"
+    LOT_SOLD = "LOT_SOLD"
+    LOT_UNSOLD = "LOT_UNSOLD"
+    ENDING_SOON = "ENDING_SOON"
+    LOT_CANCELLED = "LOT_CANCELLED"
+    REGISTRATION_DECIDED = "REGISTRATION_DECIDED"
 
 
 def lot_group(lot_id: int) -> str:
@@ -92,13 +130,13 @@ class Outbox:
     # The lot's times moved: clocks read the schedule again after the commit.
     times_changed: bool = False
 
-    def lot_event(self, event_type: str, **payload: Any) -> None:
+    def lot_event(self, event_type: EventType, **payload: Any) -> None:
         """A public change: takes the lot's next `seq`."""
         self.lot.seq += 1
         text = dumps({"type": event_type, "lot_id": self.lot.id, "seq": self.lot.seq, **payload})
         self.events.append(LotEvent(lot=self.lot, seq=self.lot.seq, type=event_type, text=text))
 
-    def notify(self, user_id: int, event_type: str, **payload: Any) -> None:
+    def notify(self, user_id: int, event_type: EventType, **payload: Any) -> None:
         """A private event for one user: stored, pushed to their socket, e-mailed by the mailer."""
         self.notifications.append(Notification(user_id=user_id, lot=self.lot, type=event_type, payload=payload))
 
@@ -204,7 +242,7 @@ def broadcast_many(sends: list[tuple[int | None, str | None, list[tuple[int, str
         logger.exception("broadcast failed for lot %s", ", ".join(str(send[0]) for send in sends))
 
 
-def notify_user(user_id: int, event_type: str, **payload: Any) -> None:
+def notify_user(user_id: int, event_type: EventType, **payload: Any) -> None:
     """A private event outside any lot: stored now, pushed after commit, e-mailed by the mailer."""
     notification = Notification.objects.create(user_id=user_id, type=event_type, payload=payload)
     text = notification_text(notification)

@@ -22,6 +22,7 @@ from django.db.models import Min
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from lots.events import EventType
 from lots.models import EmailState, Notification
 from lots.wakeups import MAIL_CHANNEL
 from lots.workers import Worker
@@ -29,14 +30,14 @@ from lots.workers import Worker
 logger = logging.getLogger(__name__)
 
 SUBJECTS = {
-    "OUTBID": "You have been outbid on {title}",
-    "WON": "You won {title}",
-    "LOT_SOLD": "Sold: {title}",
-    "LOT_UNSOLD": "Not sold: {title}",
-    "ENDING_SOON": "Ending soon: {title}",
-    "LOT_CANCELLED": "Cancelled: {title}",
-    "BIDS_VOIDED": "Your bids on {title} were voided",
-    "REGISTRATION_DECIDED": "Your registration for {title}",
+    EventType.OUTBID: "You have been outbid on {title}",
+    EventType.WON: "You won {title}",
+    EventType.LOT_SOLD: "Sold: {title}",
+    EventType.LOT_UNSOLD: "Not sold: {title}",
+    EventType.ENDING_SOON: "Ending soon: {title}",
+    EventType.LOT_CANCELLED: "Cancelled: {title}",
+    EventType.BIDS_VOIDED: "Your bids on {title} were voided",
+    EventType.REGISTRATION_DECIDED: "Your registration for {title}",
 }
 # A claimed e-mail is not claimed again for this long; each send renews it first.
 LEASE = timedelta(minutes=2)

@@ -20,6 +20,8 @@ import pytest
 from PIL import Image
 from playwright.sync_api import APIRequestContext, Browser, Page, expect, sync_playwright
 
+from testsupport.ports import free_port
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 SCREENSHOTS = BASE_DIR / "test-artifacts" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -50,12 +52,6 @@ class AuctionServer:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _wait_until_listening(port: int, process: subprocess.Popen, log_path: Path, timeout: float = 120) -> None:
@@ -93,7 +89,7 @@ def auction_server(tmp_path_factory):
     subprocess.run(
         [*manage, "createsuperuser", "--noinput", "--username", STAFF_USERNAME, "--email", "staff@example.com"], **run
     )
-    port = _free_port()
+    port = free_port()
     log_path = workdir / "server.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(

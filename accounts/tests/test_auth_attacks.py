@@ -21,8 +21,8 @@ from django.conf import settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from bids.models import Bid
-from bids.tests.ws import Sockets
 from lots.models import LotEvent, LotStatus
+from testsupport.ws import Sockets
 
 pytestmark = [pytest.mark.reliability, pytest.mark.django_db(transaction=True)]
 

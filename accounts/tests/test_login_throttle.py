@@ -14,10 +14,10 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from auction_site.tests.test_abuse_limits import clear_of_window_end
-from bids.tests.live_servers import database_url_for_tests, live_server_processes, request
 from conftest import PASSWORD
 from ops import ratelimit
+from testsupport.live_servers import database_url_for_tests, live_server_processes, request
+from testsupport.servers import clear_of_window_end
 
 pytestmark = pytest.mark.django_db
 

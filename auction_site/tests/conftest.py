@@ -2,7 +2,7 @@ import subprocess
 
 import pytest
 
-from auction_site.tests.servers import BASE_DIR, MANAGE, production_env
+from testsupport.servers import BASE_DIR, MANAGE, production_env
 
 
 @pytest.fixture(scope="session")

@@ -30,9 +30,19 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from websockets.exceptions import ConnectionClosed
 
 from auction_site.asgi import application
-from auction_site.tests.reliability import size
-from auction_site.tests.servers import (
+from bids.exceptions import BidsRateLimited
+from bids.models import Bid
+from bids.services import buy_now, place_bid
+from conftest import access_token_for
+from ops.ratelimit import take_allowance
+from realtime.limits import CLOSE_TOO_MANY_CONNECTIONS, sockets_key
+from realtime.processes import PROCESSES_KEY
+from testsupport.bidding import run_threads
+from testsupport.live_servers import database_url_for_tests, live_server_processes
+from testsupport.reliability import size
+from testsupport.servers import (
     BASE_DIR,
+    clear_of_window_end,
     free_ports,
     http,
     production_env,
@@ -41,16 +51,7 @@ from auction_site.tests.servers import (
     wait_listening,
     ws_connect,
 )
-from bids.exceptions import BidsRateLimited
-from bids.models import Bid
-from bids.services import buy_now, place_bid
-from bids.tests.live_servers import database_url_for_tests, live_server_processes
-from bids.tests.utils import run_threads
-from bids.tests.ws import ORIGIN, TIMEOUT, Socket, Sockets
-from conftest import access_token_for
-from ops.ratelimit import take_allowance
-from realtime.limits import CLOSE_TOO_MANY_CONNECTIONS, sockets_key
-from realtime.processes import PROCESSES_KEY
+from testsupport.ws import ORIGIN, TIMEOUT, Socket, Sockets
 
 pytestmark = pytest.mark.reliability
 
@@ -62,17 +63,6 @@ ANSWER_SECONDS = 30
 async def ws():
     async with Sockets() as sockets:
         yield sockets
-
-
-def clear_of_window_end(window: int = 60, margin: float = 10) -> None:
-    """Sleep into the next fixed window when fewer than `margin` seconds remain of this one.
-
-    For server processes, which count on the real clock; in this process the
-    root conftest's `rate_window` pins the clock inside one window.
-    """
-    left = window - time.time() % window
-    if left < margin:
-        time.sleep(left + 0.05)
 
 
 # --- take_allowance: the fixed window both chat and bids use ------------------------------------

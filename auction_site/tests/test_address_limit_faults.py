@@ -22,9 +22,9 @@ import pytest
 import redis
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from auction_site.tests.servers import serve_web, ws_connect
 from realtime.limits import CLOSE_TOO_MANY_CONNECTIONS, sockets_key
 from realtime.processes import PROCESSES_KEY
+from testsupport.servers import serve_web, ws_connect
 
 pytestmark = [pytest.mark.services, pytest.mark.reliability, pytest.mark.django_db(transaction=True)]
 

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 import yaml
 
-from auction_site.tests.servers import BASE_DIR
+from testsupport.servers import BASE_DIR
 
 COMPOSE_FILE = BASE_DIR / "docker-compose.yml"
 NGINX_CONF = BASE_DIR / "deploy" / "nginx.conf"

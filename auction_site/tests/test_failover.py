@@ -15,7 +15,8 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 
-from auction_site.tests.servers import (
+from testsupport.live_servers import database_url_for_tests
+from testsupport.servers import (
     TcpProxy,
     create_lot,
     free_ports,
@@ -30,7 +31,6 @@ from auction_site.tests.servers import (
     wait_until,
     ws_connect,
 )
-from bids.tests.live_servers import database_url_for_tests
 
 # Seconds a request waits for a pooled database connection in the outage test.
 POOL_TIMEOUT = 10

@@ -29,8 +29,10 @@ import pytest
 import redis
 from websockets.exceptions import ConnectionClosed
 
-from auction_site.tests.reliability import size
-from auction_site.tests.servers import (
+from realtime import fanout
+from realtime.processes import PROCESSES_KEY
+from testsupport.reliability import size
+from testsupport.servers import (
     BASE_DIR,
     MANAGE,
     PrivatePostgres,
@@ -45,8 +47,6 @@ from auction_site.tests.servers import (
     wait_until,
     ws_connect,
 )
-from realtime import fanout
-from realtime.processes import PROCESSES_KEY
 
 pytestmark = [pytest.mark.services, pytest.mark.reliability]
 

@@ -15,9 +15,9 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from bids.tests.utils import run_threads
 from conftest import access_token_for
 from lots.models import Auction, Lot, Watch
+from testsupport.bidding import run_threads
 
 User = get_user_model()
 NESTED = "[" * 1000 + "]" * 1000

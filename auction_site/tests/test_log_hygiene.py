@@ -12,7 +12,8 @@ import subprocess
 
 import pytest
 
-from auction_site.tests.servers import BASE_DIR, free_ports, production_env
+from testsupport.ports import free_ports
+from testsupport.servers import BASE_DIR, production_env
 
 MANAGE = [str(BASE_DIR / ".venv" / "bin" / "python"), str(BASE_DIR / "manage.py")]
 SECRET = "reset-link-token-7f3a9c"

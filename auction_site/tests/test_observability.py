@@ -15,11 +15,11 @@ from django.test import RequestFactory
 from prometheus_client import REGISTRY
 
 from auction_site.asgi import application
-from auction_site.tests.servers import metric_value
 from bids.services import place_bid
 from conftest import access_token_for
 from ops import health
 from ops.logs import JsonFormatter, RequestIdFilter, TextFormatter, access_log, scrub
+from testsupport.servers import metric_value
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoxfQ.c2lnbmF0dXJl"
 

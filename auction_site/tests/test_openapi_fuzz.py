@@ -34,8 +34,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from auction_site.tests.reliability import FULL, size
 from conftest import access_token_for
+from testsupport.reliability import FULL, size
 
 # Not `negative_data_rejection`: DRF reads an empty `?page=` as page 1 and a
 # form field `0`/`1` as a boolean, both spellings the check calls invalid.

@@ -5,7 +5,7 @@ import time
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from auction_site.tests.servers import json_lines, serve_web, ws_connect
+from testsupport.servers import json_lines, serve_web, ws_connect
 
 pytestmark = [pytest.mark.services, pytest.mark.reliability]
 

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from auction_site.tests.servers import BASE_DIR, MANAGE, production_env
+from testsupport.servers import BASE_DIR, MANAGE, production_env
 
 
 def strong_secret_key() -> str:

@@ -16,8 +16,8 @@ from decimal import Decimal
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from auction_site.tests.servers import http, next_frame, register_and_log_in, serve_web, wait_until, ws_connect
 from lots.models import Auction, LotEvent
+from testsupport.servers import http, next_frame, register_and_log_in, serve_web, wait_until, ws_connect
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from auction_site.tests.servers import (
+from testsupport.servers import (
     create_lot,
     http,
     json_lines,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from auction_site.tests.servers import (
+from testsupport.servers import (
     BASE_DIR,
     MANAGE,
     free_ports,

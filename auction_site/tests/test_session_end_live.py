@@ -22,7 +22,8 @@ from django.utils.http import urlsafe_base64_encode
 from websockets.exceptions import ConnectionClosed
 
 from accounts.services import deactivate_user
-from auction_site.tests.servers import (
+from bids.models import Bid
+from testsupport.servers import (
     create_lot,
     http,
     next_frame,
@@ -30,7 +31,6 @@ from auction_site.tests.servers import (
     serve_web,
     ws_connect,
 )
-from bids.models import Bid
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 

@@ -18,7 +18,10 @@ import pytest
 from django.conf import settings
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from auction_site.tests.servers import (
+from conftest import ON_SERVICES
+from realtime.consumers import CLOSE_NOT_FOUND, CLOSE_TOO_BIG
+from testsupport.live_servers import database_url_for_tests
+from testsupport.servers import (
     BASE_DIR,
     MANAGE,
     free_ports,
@@ -30,9 +33,6 @@ from auction_site.tests.servers import (
     wait_listening,
     ws_connect,
 )
-from bids.tests.live_servers import database_url_for_tests
-from conftest import ON_SERVICES
-from realtime.consumers import CLOSE_NOT_FOUND, CLOSE_TOO_BIG
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

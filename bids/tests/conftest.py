@@ -3,7 +3,7 @@
 import pytest
 from channels.db import database_sync_to_async
 
-from bids.tests.ws import Sockets
+from testsupport.ws import Sockets
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from bids.tests.utils import bid
+from testsupport.bidding import bid
 
 pytestmark = pytest.mark.django_db
 

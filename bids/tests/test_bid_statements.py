@@ -7,8 +7,8 @@ from django.test.utils import CaptureQueriesContext
 from bids.exceptions import BidRejected
 from bids.models import Bid
 from bids.services import bid_request, place_bids
-from bids.tests.utils import bid, lot_events
 from lots.models import LotAlias, Notification
+from testsupport.bidding import bid, lot_events
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 

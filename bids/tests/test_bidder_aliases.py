@@ -12,9 +12,9 @@ import pytest
 from channels.db import database_sync_to_async
 
 from bids.services import void_bids
-from bids.tests.utils import bid, lot_events
 from lots.models import Auction, LotAlias
 from lots.services import close_lot, register_for_auction
+from testsupport.bidding import bid, lot_events
 
 pytestmark = pytest.mark.django_db
 

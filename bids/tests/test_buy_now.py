@@ -9,11 +9,11 @@ from django.utils import timezone
 from bids.exceptions import BidRejected
 from bids.models import Bid
 from bids.services import buy_now
-from bids.tests.utils import bid, event_types, lot_events
 from lots.exceptions import LotActionRefused
 from lots.models import Lot, LotStatus
 from lots.services import close_lot
 from ops.exceptions import NotFound
+from testsupport.bidding import bid, event_types, lot_events
 
 pytestmark = pytest.mark.django_db
 

@@ -9,9 +9,9 @@ from django.utils import timezone
 
 from bids.exceptions import BidRejected
 from bids.services import buy_now
-from bids.tests.utils import bid, event_types, lot_events
 from lots.models import Auction, Lot, LotEvent
 from lots.services import close_lot, open_lot, update_lot
+from testsupport.bidding import bid, event_types, lot_events
 
 pytestmark = pytest.mark.django_db
 

@@ -23,11 +23,11 @@ from django.conf import settings as django_settings
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
-from auction_site.tests.reliability import size
 from bids.models import Bid, ChatMessage
-from bids.tests.ws import TIMEOUT, Socket
 from lots.models import Lot, LotEvent
 from lots.pricing import MAX_AMOUNT
+from testsupport.reliability import size
+from testsupport.ws import TIMEOUT, Socket
 
 pytestmark = [pytest.mark.reliability, pytest.mark.django_db(transaction=True)]
 

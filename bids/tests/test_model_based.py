@@ -32,13 +32,13 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from auction_site.tests.reliability import size
 from bids.models import Bid
 from bids.services import bid_request, buy_now, place_bid, place_bids
 from lots.models import Lot
 from lots.pricing import increment_for
 from lots.services import cancel_lot, close_due_lots, close_lot, create_lot, settle_lot_if_due
 from ops.exceptions import DomainError
+from testsupport.reliability import size
 
 pytestmark = [pytest.mark.reliability, pytest.mark.django_db]
 

@@ -10,12 +10,12 @@ from bids.exceptions import BidRejected, InvalidBid
 from bids.models import Bid
 from bids.selectors import list_public_bids
 from bids.services import bid_request, buy_now, place_bids
-from bids.tests.utils import bid, event_types, lot_events
 from lots.events import lot_min_next_bid
 from lots.models import Lot, LotEvent, LotStatus
 from lots.pricing import increment_for
 from lots.services import cancel_lot, close_lot
 from ops.exceptions import DomainError, NotFound
+from testsupport.bidding import bid, event_types, lot_events
 
 pytestmark = pytest.mark.django_db
 

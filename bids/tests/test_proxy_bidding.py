@@ -12,9 +12,9 @@ import pytest
 from bids.exceptions import BidRejected
 from bids.models import Bid
 from bids.selectors import list_public_bids
-from bids.tests.utils import bid, event_types, lot_events, public_bids
 from lots.models import Lot
 from lots.services import close_lot
+from testsupport.bidding import bid, event_types, lot_events, public_bids
 
 pytestmark = pytest.mark.django_db
 

@@ -20,12 +20,12 @@ from django.utils import timezone
 from bids.exceptions import BidRejected
 from bids.models import Bid
 from bids.services import place_bid
-from bids.tests.utils import run_threads
 from lots.events import lot_min_next_bid
 from lots.exceptions import LotActionRefused
 from lots.models import Lot, LotAlias, LotEvent, LotStatus
 from lots.pricing import increment_for
 from lots.services import close_lot
+from testsupport.bidding import replay_leaders, run_threads
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -68,17 +68,6 @@ def bid_at_the_minimum(lot_id: int, user, count: int, at_once: threading.Semapho
                 connection.close()
         placed += 1
     return {"placed": placed, "retries": retries}
-
-
-def replay_leaders(bids: list[Bid]) -> list[tuple[Bid, int, Decimal]]:
-    """Each bid with who leads once it stands: the first to reach the highest maximum."""
-    leader, ceiling, steps = None, Decimal(0), []
-    for b in bids:
-        own = b.max_amount or b.amount
-        if own > ceiling:
-            leader, ceiling = b.bidder_id, own
-        steps.append((b, leader, ceiling))
-    return steps
 
 
 def test_concurrent_bidders_leave_a_consistent_lot(make_lot, make_user):

@@ -14,8 +14,8 @@ import pytest
 from django.conf import settings
 
 from bids.models import Bid
-from bids.tests.live_servers import Server, _direct, database_url_for_tests, live_server_processes, request
 from conftest import access_token_for
+from testsupport.live_servers import Server, _direct, database_url_for_tests, live_server_processes, request
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 

@@ -9,8 +9,8 @@ from django.utils.dateparse import parse_datetime
 
 from bids.exceptions import BidRejected
 from bids.services import buy_now
-from bids.tests.utils import bid, event_types, lot_events
 from lots.models import Lot
+from testsupport.bidding import bid, event_types, lot_events
 
 pytestmark = pytest.mark.django_db
 

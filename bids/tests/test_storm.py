@@ -4,7 +4,7 @@
 - A close under load: bidders keep bidding past a soft-closing lot's end while two clock processes race to close it.
 - Idempotency: one key sent many times at once and in a row, over both transports and both processes.
 
-Sizes come from `auction_site.tests.reliability.size`: small in the everyday suite,
+Sizes come from `testsupport.reliability.size`: small in the everyday suite,
 full under `make reliability` (RELIABILITY_FULL=1). Each test prints its figures.
 """
 
@@ -30,16 +30,15 @@ from django.db import connection
 from django.utils import timezone
 from websockets.asyncio.client import ClientConnection, connect
 
-from auction_site.tests.reliability import size
-from auction_site.tests.servers import http
 from bids.models import Bid
-from bids.tests.live_servers import Server, database_url_for_tests, live_server_processes
-from bids.tests.test_race import replay_leaders
-from bids.tests.utils import lot_events
 from conftest import access_token_for
 from lots.models import Lot, LotAlias, LotStatus, Notification
 from lots.pricing import increment_for
-from lots.tests.test_clock_processes import clock_processes
+from testsupport.bidding import lot_events, replay_leaders
+from testsupport.clocks import clock_processes
+from testsupport.live_servers import Server, database_url_for_tests, live_server_processes
+from testsupport.reliability import size
+from testsupport.servers import http
 
 pytestmark = [pytest.mark.services, pytest.mark.reliability, pytest.mark.django_db(transaction=True)]
 

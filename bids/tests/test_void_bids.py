@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 from bids.exceptions import BidRejected
 from bids.models import Bid, VoidReason
 from bids.services import void_bids
-from bids.tests.utils import bid, lot_events, public_bids
 from lots.events import lot_min_next_bid
 from lots.exceptions import LotActionRefused, NotLotManager
 from lots.mailer import send_due_emails
 from lots.models import Auction, LotStatus, Notification
 from lots.services import close_lot, decide_registration, register_for_auction
+from testsupport.bidding import bid, lot_events, public_bids
 
 pytestmark = pytest.mark.django_db
 

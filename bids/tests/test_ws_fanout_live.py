@@ -21,9 +21,9 @@ from channels.db import database_sync_to_async
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from bids.tests.live_servers import Server, database_url_for_tests, live_server_processes, request
 from conftest import access_token_for
 from lots.events import lot_group
+from testsupport.live_servers import Server, database_url_for_tests, live_server_processes, request
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 

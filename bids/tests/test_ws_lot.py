@@ -14,13 +14,13 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from bids import batches as bid_batches
 from bids.models import Bid
-from bids.tests.utils import bid
-from bids.tests.ws import TIMEOUT, clock_near_expiry, forget_presence, send_to_room, seqs, without_broadcast
 from conftest import access_token_for
 from lots import events
 from lots.models import LotEvent
 from lots.services import close_lot
 from realtime import fanout
+from testsupport.bidding import bid
+from testsupport.ws import TIMEOUT, clock_near_expiry, forget_presence, send_to_room, seqs, without_broadcast
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

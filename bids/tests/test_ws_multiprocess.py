@@ -9,10 +9,10 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from websockets.asyncio.client import ClientConnection, connect
 
-from bids.tests.live_servers import database_url_for_tests, live_servers, request
-from bids.tests.ws import forget_presence
 from conftest import access_token_for
 from lots.models import LotEvent
+from testsupport.live_servers import database_url_for_tests, live_servers, request
+from testsupport.ws import forget_presence
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 

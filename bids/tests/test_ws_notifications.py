@@ -6,10 +6,10 @@ import pytest
 from channels.db import database_sync_to_async
 from rest_framework_simplejwt.tokens import AccessToken
 
-from bids.tests.utils import bid
-from bids.tests.ws import clock_near_expiry
 from lots.models import Auction
 from lots.services import close_lot
+from testsupport.bidding import bid
+from testsupport.ws import clock_near_expiry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

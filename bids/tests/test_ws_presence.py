@@ -6,9 +6,9 @@ import contextlib
 import pytest
 from prometheus_client import REGISTRY
 
-from bids.tests.ws import forget_presence
 from lots.events import lot_group
 from realtime import fanout
+from testsupport.ws import forget_presence
 
 
 @pytest.mark.django_db(transaction=True)

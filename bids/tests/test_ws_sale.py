@@ -8,9 +8,9 @@ import json
 import pytest
 from channels.db import database_sync_to_async
 
-from bids.tests.utils import bid
-from bids.tests.ws import send_to_sale, without_broadcast
 from lots.models import Auction, LotEvent
+from testsupport.bidding import bid
+from testsupport.ws import send_to_sale, without_broadcast
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -14,9 +14,10 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from bids.tests.utils import bid, lot_events
 from lots import services
+from lots.exceptions import LotActionRefused
 from lots.models import Lot, LotStatus
+from testsupport.bidding import bid, lot_events
 
 pytestmark = pytest.mark.django_db
 
@@ -195,7 +196,7 @@ def test_deleting_a_lot_with_bids_is_refused(admin, make_lot, bidder):
 
 def test_a_refusal_by_delete_lot_is_a_message_not_a_500(admin, make_lot):
     lot = make_lot(starting_price="10.00")
-    refusal = services.LotActionRefused("lot_has_bids", "A lot with bids cannot be deleted; cancel it instead.")
+    refusal = LotActionRefused("lot_has_bids", "A lot with bids cannot be deleted; cancel it instead.")
 
     with mock.patch("lots.admin.services.delete_lot", side_effect=refusal):
         single = admin.post(f"{CHANGELIST}{lot.pk}/delete/", {"post": "yes"}, follow=True)

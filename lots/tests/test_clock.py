@@ -21,13 +21,14 @@ from django.utils import timezone
 
 from bids.exceptions import BidRejected
 from bids.models import Bid
-from bids.tests.utils import bid, run_threads
-from lots import services
 from lots.clock import run_due_work, seconds_until_next_due
 from lots.mailer import send_due_emails
 from lots.models import Lot, LotEvent, LotStatus, Notification
-from lots.services import create_lot, finish_lot, open_lot, settle_lot_if_due, update_lot, watch_lot
-from lots.tests.clock_helpers import (
+from lots.services import create_lot, finish_lot, open_lot, scheduling, settle_lot_if_due, update_lot, watch_lot
+from lots.wakeups import wake_clocks
+from realtime import fanout
+from testsupport.bidding import bid, run_threads
+from testsupport.clocks import (
     Socket,
     counted_rounds,
     in_seconds,
@@ -36,8 +37,6 @@ from lots.tests.clock_helpers import (
     wait_for_status,
     wait_until,
 )
-from lots.wakeups import wake_clocks
-from realtime import fanout
 
 D = Decimal
 # Without a wake-up, a clock sleeps this long: a test that passes in less proves it was woken.
@@ -379,7 +378,7 @@ def test_a_long_round_stamps_each_lot_when_it_really_closed(settings, make_lot, 
         finish_lot(**kwargs)
         time.sleep(next(slow, 0))
 
-    with mock.patch.object(services, "finish_lot", slow_first_close):
+    with mock.patch.object(scheduling, "finish_lot", slow_first_close):
         tick = run_due_work()
 
     first.refresh_from_db()

@@ -21,13 +21,12 @@ from django.core import mail
 from django.core.mail.backends import locmem
 from django.db import connection
 
-from bids.tests.utils import bid
-from lots import services
 from lots.clock import run_due_work
 from lots.mailer import send_due_emails
 from lots.models import EmailState, Lot, LotStatus, Notification
-from lots.services import finish_lot, watch_lot
-from lots.tests.clock_helpers import Socket, in_seconds, running_clock, wait_for_status, wait_until
+from lots.services import finish_lot, scheduling, watch_lot
+from testsupport.bidding import bid
+from testsupport.clocks import Socket, in_seconds, running_clock, wait_for_status, wait_until
 
 LEAD = 60
 
@@ -414,7 +413,7 @@ async def test_a_busy_clock_never_holds_back_the_sockets_of_its_process(make_lot
         finish_lot(**kwargs)
 
     accepted = None
-    with mock.patch.object(services, "finish_lot", a_long_close):
+    with mock.patch.object(scheduling, "finish_lot", a_long_close):
         async with running_clock():
             await asyncio.to_thread(inside.wait, 30)
             try:

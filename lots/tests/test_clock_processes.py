@@ -12,144 +12,39 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import re
 import signal
 import subprocess
-import sys
-import tempfile
 import time
 import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import psycopg
 import pytest
-from django.conf import settings
 from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
-from auction_site.tests.servers import PrivateRedis, free_ports, next_frame, ws_connect
 from bids.exceptions import BidRejected
 from bids.models import Bid
 from bids.services import place_bid
-from bids.tests.live_servers import database_url_for_tests
 from conftest import access_token_for
 from lots.events import lot_min_next_bid
 from lots.models import Lot, LotEvent, LotStatus, Notification
-from lots.tests.clock_helpers import GENEROUS, open_lots
 from lots.wakeups import wake_clocks
+from testsupport.clocks import GENEROUS, ClockProcess, clock_processes, open_lots
+from testsupport.live_servers import database_url_for_tests
+from testsupport.ports import free_ports
+from testsupport.servers import PrivateRedis, next_frame, ws_connect
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 D = Decimal
-BASE_DIR = Path(settings.BASE_DIR)
 CLOCKS = 4
 LOTS = 500
 LOTS_BID_ON = 5
-ROUND_LOG = re.compile(r"clock: opened (\d+), closed (\d+)")
-
-
-def clock_database_url() -> str:
-    """The test database (not the one named in DATABASE_URL) as a URL for the clock processes."""
-    db = settings.DATABASES["default"]
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-class ClockProcess:
-    """One `manage.py run_clock` (or another command running a clock), its output kept in a file."""
-
-    def __init__(self, number: int, command: tuple[str, ...] = ("run_clock",), redis_url: str | None = None) -> None:
-        self.number = number
-        self.log = tempfile.NamedTemporaryFile(prefix=f"clock{number}-", suffix=".log", delete=False)  # noqa: SIM115
-        env = {
-            **os.environ,
-            "DATABASE_URL": clock_database_url(),
-            "REDIS_URL": redis_url or settings.REDIS_URL,
-            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
-            "LOG_LEVEL": "INFO",
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", *command],
-            cwd=BASE_DIR,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
-
-    def closed_count(self) -> int:
-        return sum(int(closed) for _, closed in ROUND_LOG.findall(self.output()))
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(5)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-
-
-class Clocks:
-    def __init__(self) -> None:
-        self.started: list[ClockProcess] = []
-
-    def start(
-        self, count: int, command: tuple[str, ...] = ("run_clock",), redis_url: str | None = None
-    ) -> list[ClockProcess]:
-        """Start `count` clocks and wait until each has started."""
-        new = [ClockProcess(len(self.started) + i, command, redis_url) for i in range(count)]
-        self.started += new
-        deadline = time.monotonic() + GENEROUS
-        for clock in new:
-            while "clock started" not in clock.output():
-                assert clock.process.poll() is None, f"clock {clock.number} died:\n{clock.output()}"
-                assert time.monotonic() < deadline, f"clock {clock.number} did not start:\n{clock.output()}"
-                time.sleep(0.05)
-        # A schedule change before a clock listens is not lost: it looks at
-        # the schedule again once it listens.
-        return new
-
-    def report(self) -> str:
-        """Every clock's output, for failure messages."""
-        return "\n".join(
-            f"--- clock {c.number} (exit {c.process.poll()}) ---\n{c.output()[-3000:]}" for c in self.started
-        )
-
-    def stop_all(self) -> None:
-        for clock in self.started:
-            if clock.process.poll() is None:
-                clock.process.terminate()
-        for clock in self.started:
-            clock.stop()
-        for clock in self.started:
-            Path(clock.log.name).unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def clock_processes():
-    """Clock processes that are always terminated, their output printed when the test fails."""
-    clocks = Clocks()
-    try:
-        yield clocks
-    except BaseException:
-        print(clocks.report())
-        raise
-    finally:
-        clocks.stop_all()
 
 
 def bid_until_refused(lot_id: int, bidder, start_at: datetime) -> dict:

@@ -7,13 +7,13 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from bids.tests.utils import bid, event_types, lot_events
 from lots.clock import run_due_work, seconds_until_next_due
 from lots.exceptions import NotLotManager
 from lots.models import Auction, Lot, LotStatus
 from lots.services import close_lot, stagger_auction_lots
-from lots.tests.clock_helpers import in_seconds, running_clock, wait_for_status
 from ops.exceptions import InvalidInput
+from testsupport.bidding import bid, event_types, lot_events
+from testsupport.clocks import in_seconds, running_clock, wait_for_status
 
 pytestmark = pytest.mark.django_db
 

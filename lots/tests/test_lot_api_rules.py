@@ -9,8 +9,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from bids.models import ChatMessage
-from bids.tests.utils import bid, lot_events
 from lots.models import Auction, Lot, LotStatus, Registration, RegistrationStatus, Watch
+from testsupport.bidding import bid, lot_events
 
 pytestmark = pytest.mark.django_db
 

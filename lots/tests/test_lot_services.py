@@ -8,7 +8,6 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from bids.exceptions import BidRejected
-from bids.tests.utils import bid, event_types, lot_events
 from lots.exceptions import LotActionRefused, NotLotManager
 from lots.models import Lot, LotStatus, Watch
 from lots.services import (
@@ -22,6 +21,7 @@ from lots.services import (
     watch_lot,
 )
 from ops.exceptions import DomainError, InvalidInput
+from testsupport.bidding import bid, event_types, lot_events
 
 pytestmark = pytest.mark.django_db
 

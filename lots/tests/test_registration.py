@@ -9,13 +9,13 @@ from django.db import IntegrityError, transaction
 from bids.exceptions import BidRejected
 from bids.models import Bid
 from bids.services import buy_now
-from bids.tests.utils import bid, run_threads
-from bids.tests.ws import Sockets
 from lots.exceptions import LotActionRefused, NotLotManager
 from lots.mailer import send_due_emails
 from lots.models import Auction, Lot, LotStatus, Notification, Registration, RegistrationStatus
 from lots.services import close_lot, decide_registration, register_for_auction
 from ops.exceptions import NotFound
+from testsupport.bidding import bid, run_threads
+from testsupport.ws import Sockets
 
 pytestmark = pytest.mark.django_db
 

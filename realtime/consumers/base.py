@@ -34,7 +34,7 @@ from django.utils import timezone
 from accounts import services as account_services
 from accounts.exceptions import SessionEnded
 from accounts.middleware import CLOSE_UNAUTHORIZED
-from lots.events import dumps
+from lots.events import EventType, dumps
 from ops.exceptions import DomainError
 from ops.metrics import WEBSOCKETS_OPEN
 from realtime.fanout import CLOSE, EVENT, TEXT, Frame, get_hub
@@ -119,7 +119,7 @@ def seq_of(text: str | None) -> int | None:
 @functools.lru_cache(maxsize=1024)
 def users_count_frame(count: int) -> Frame:
     """The USERS_COUNT frame of a count: built and framed once for every socket that hears it."""
-    return Frame(TEXT, dumps({"type": "USERS_COUNT", "count": count}))
+    return Frame(TEXT, dumps({"type": EventType.USERS_COUNT, "count": count}))
 
 
 @database_sync_to_async
@@ -258,7 +258,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
         self.write(dumps(payload))
 
     async def send_error(self, code: str, message: str, **extra: Any) -> None:
-        self.write(dumps({"type": "ERROR", "code": code, "message": message, **extra}))
+        self.write(dumps({"type": EventType.ERROR, "code": code, "message": message, **extra}))
 
     # --- Rooms --------------------------------------------------------------------
 
@@ -383,7 +383,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
                 await self.close(code=self.close_after_request)
 
     async def ping(self, frame: dict) -> None:
-        await self.send_json({"type": "PONG", "server_time": timezone.now()})
+        await self.send_json({"type": EventType.PONG, "server_time": timezone.now()})
 
     def require_user(self):
         user = self.scope["user"]

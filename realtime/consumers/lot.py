@@ -15,7 +15,7 @@ from bids.exceptions import BidRejected, InvalidBid
 from bids.serializers import BidSerializer, ChatMessageSerializer
 from lots import selectors as lot_selectors
 from lots import services as lot_services
-from lots.events import dumps, lot_group
+from lots.events import EventType, dumps, lot_group
 from lots.models import LotStatus
 from lots.serializers import LotSerializer, RegistrationSerializer
 from ops.exceptions import DomainError
@@ -106,7 +106,12 @@ def _chat_history(lot_id: int, limit: int) -> list[dict]:
 async def send_lot_status(consumer: SocketConsumer, status: dict) -> None:
     """A lot's fresh state: on joining its room, or in either room after a gap too long to replay."""
     head = dumps(
-        {"type": "LOT_STATUS", "lot_id": status["lot"]["id"], "seq": status["seq"], "server_time": timezone.now()}
+        {
+            "type": EventType.LOT_STATUS,
+            "lot_id": status["lot"]["id"],
+            "seq": status["seq"],
+            "server_time": timezone.now(),
+        }
     )
     await consumer.send(
         text_data=f'{head[:-1]},"lot":{status["lot_json"]},"registration":{dumps(status["registration"])}}}'
@@ -214,7 +219,7 @@ class LotConsumer(SocketConsumer):
             return
         await self.send_json(
             {
-                "type": "BID_REJECTED",
+                "type": EventType.BID_REJECTED,
                 "request_id": request_id,
                 "code": exc.code,
                 "message": exc.message,
@@ -225,11 +230,13 @@ class LotConsumer(SocketConsumer):
         )
 
     async def _send_acceptance(self, request_id: str | None, outcome: bid_services.BidOutcome) -> None:
-        await self.send_json({"type": "BID_ACCEPTED", "request_id": request_id, **bid_outcome_payload(outcome)})
+        await self.send_json({"type": EventType.BID_ACCEPTED, "request_id": request_id, **bid_outcome_payload(outcome)})
 
     async def get_history(self, frame: dict) -> None:
         limit = limit_of(frame)
-        await self.send_json({"type": "BID_HISTORY", "bids": await _history(self.lot_id, limit, self.scope["user"])})
+        await self.send_json(
+            {"type": EventType.BID_HISTORY, "bids": await _history(self.lot_id, limit, self.scope["user"])}
+        )
 
     async def chat(self, frame: dict) -> None:
         author = self.require_user()
@@ -240,7 +247,7 @@ class LotConsumer(SocketConsumer):
 
     async def get_chat(self, frame: dict) -> None:
         limit = limit_of(frame)
-        await self.send_json({"type": "CHAT_HISTORY", "messages": await _chat_history(self.lot_id, limit)})
+        await self.send_json({"type": EventType.CHAT_HISTORY, "messages": await _chat_history(self.lot_id, limit)})
 
     async def hide_chat(self, frame: dict) -> None:
         actor = self.require_user()

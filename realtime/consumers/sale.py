@@ -9,7 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from lots import selectors as lot_selectors
-from lots.events import auction_group
+from lots.events import EventType, auction_group
 from lots.serializers import LotSerializer
 from realtime.consumers.base import CLOSE_NOT_FOUND, SocketConsumer, query_param, seq_of, user_context
 from realtime.consumers.lot import lot_stream
@@ -77,7 +77,7 @@ class AuctionConsumer(SocketConsumer):
             return
         await self.send_json(
             {
-                "type": "AUCTION_STATUS",
+                "type": EventType.AUCTION_STATUS,
                 "server_time": timezone.now(),
                 "auction": status["auction"],
                 "lots": status["lots"],

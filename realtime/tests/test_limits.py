@@ -15,11 +15,11 @@ import pytest
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from auction_site.tests.servers import free_ports
 from ops.outages import REDIS_AWAY
 from realtime.fanout import POOL_SIZE
 from realtime.limits import AddressLimiter, get_limiter, sockets_key
 from realtime.processes import PROCESSES_KEY, Heartbeat
+from testsupport.ports import free_ports
 
 TTL = 30.0
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import re
 import secrets
 import shutil
@@ -23,7 +22,8 @@ from pathlib import Path
 from django.conf import settings
 from websockets.sync.client import connect
 
-from bids.tests.live_servers import database_url_for_tests
+from testsupport.live_servers import database_url_for_tests
+from testsupport.ports import free_ports
 
 BASE_DIR = Path(settings.BASE_DIR)
 MANAGE = [sys.executable, str(BASE_DIR / "manage.py")]
@@ -38,28 +38,6 @@ def ws_connect(url: str, *, origin: str, **options):
     """A WebSocket client straight to the server (never through an environment proxy)."""
     options.setdefault("open_timeout", 10)
     return connect(url, origin=origin, proxy=None, **options)
-
-
-def free_ports(count: int) -> int:
-    """The first of `count` consecutive free ports, below the kernel's ephemeral range.
-
-    Ports the kernel hands out (to outgoing connections too) would be taken
-    again between this check and the server's bind far more often.
-    """
-    for _ in range(200):
-        base = random.randrange(20_000, 32_000 - count)
-        if all(_is_free(base + offset) for offset in range(count)):
-            return base
-    raise AssertionError(f"no {count} consecutive free ports")
-
-
-def _is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def production_env(**overrides: str) -> dict[str, str]:
@@ -472,3 +450,14 @@ def serve_web(tmp_path: Path, static_root: Path, count: int, **env: str):
     finally:
         for one in web:
             stop(one.process)
+
+
+def clear_of_window_end(window: int = 60, margin: float = 10) -> None:
+    """Sleep into the next fixed window when fewer than `margin` seconds remain of this one.
+
+    For server processes, which count on the real clock; in this process the
+    root conftest's `rate_window` pins the clock inside one window.
+    """
+    left = window - time.time() % window
+    if left < margin:
+        time.sleep(left + 0.05)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,9 @@ from urllib.parse import quote
 
 from django.conf import settings
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from testsupport.ports import free_port
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MANAGE = [sys.executable, str(PROJECT_ROOT / "manage.py")]
 # Starting is what must happen: generous, since two servers start at once on a machine that may be
 # at load 12 or more (20 s was missed at load 20). A healthy start returns as soon as it answers.
@@ -38,12 +39,6 @@ STARTUP_TIMEOUT = 120
 STOP_TIMEOUT = 5
 # Straight to 127.0.0.1, whatever proxy the environment names.
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def database_url_for_tests(name: str | None = None) -> str:

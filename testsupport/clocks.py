@@ -1,4 +1,4 @@
-"""Helpers for the clock tests: a clock run as a task, sockets, polling the database.
+"""Clocks for the tests: run as a task or as `manage.py run_clock` processes, sockets, polling the database.
 
 Async tests reach the ORM through `database_sync_to_async` only: it hands the
 connection back after each call, where `sync_to_async` (and the async ORM)
@@ -10,14 +10,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal as D
+from pathlib import Path
 from unittest import mock
 
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.utils import timezone
 
 from auction_site.asgi import application
@@ -26,6 +34,7 @@ from lots.clock import Clock, ClockWorker
 from lots.events import LoopPublisher
 from lots.models import Lot, LotStatus
 from lots.wakeups import wake_clocks
+from testsupport.live_servers import database_url_for_tests
 
 ORIGIN = (b"origin", b"http://localhost")
 # Generous: a receive that times out kills the consumer.
@@ -34,6 +43,9 @@ POLL_SECONDS = 0.02
 # What must happen, happens within this even on a machine at load 12; how
 # late is a benchmark figure (`make bench`), never a test's.
 GENEROUS = 30
+BASE_DIR = Path(settings.BASE_DIR)
+# What a clock process logs after each round.
+ROUND_LOG = re.compile(r"clock: opened (\d+), closed (\d+)")
 
 
 def in_seconds(seconds: float) -> datetime:
@@ -154,3 +166,94 @@ def open_lots(seller, ends_at: list[datetime], **fields) -> list[Lot]:
     # What create_lot does after its commit: tell the sleeping clocks.
     wake_clocks()
     return lots
+
+
+class ClockProcess:
+    """One `manage.py run_clock` (or another command running a clock), its output kept in a file."""
+
+    def __init__(self, number: int, command: tuple[str, ...] = ("run_clock",), redis_url: str | None = None) -> None:
+        self.number = number
+        self.log = tempfile.NamedTemporaryFile(prefix=f"clock{number}-", suffix=".log", delete=False)  # noqa: SIM115
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url_for_tests(),
+            "REDIS_URL": redis_url or settings.REDIS_URL,
+            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+            "LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", *command],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+    def closed_count(self) -> int:
+        return sum(int(closed) for _, closed in ROUND_LOG.findall(self.output()))
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(5)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
+class Clocks:
+    def __init__(self) -> None:
+        self.started: list[ClockProcess] = []
+
+    def start(
+        self, count: int, command: tuple[str, ...] = ("run_clock",), redis_url: str | None = None
+    ) -> list[ClockProcess]:
+        """Start `count` clocks and wait until each has started."""
+        new = [ClockProcess(len(self.started) + i, command, redis_url) for i in range(count)]
+        self.started += new
+        deadline = time.monotonic() + GENEROUS
+        for clock in new:
+            while "clock started" not in clock.output():
+                assert clock.process.poll() is None, f"clock {clock.number} died:\n{clock.output()}"
+                assert time.monotonic() < deadline, f"clock {clock.number} did not start:\n{clock.output()}"
+                time.sleep(0.05)
+        # A schedule change before a clock listens is not lost: it looks at
+        # the schedule again once it listens.
+        return new
+
+    def report(self) -> str:
+        """Every clock's output, for failure messages."""
+        return "\n".join(
+            f"--- clock {c.number} (exit {c.process.poll()}) ---\n{c.output()[-3000:]}" for c in self.started
+        )
+
+    def stop_all(self) -> None:
+        for clock in self.started:
+            if clock.process.poll() is None:
+                clock.process.terminate()
+        for clock in self.started:
+            clock.stop()
+        for clock in self.started:
+            Path(clock.log.name).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def clock_processes():
+    """Clock processes that are always terminated, their output printed when the test fails."""
+    clocks = Clocks()
+    try:
+        yield clocks
+    except BaseException:
+        print(clocks.report())
+        raise
+    finally:
+        clocks.stop_all()

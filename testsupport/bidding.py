@@ -141,3 +141,14 @@ def run_threads(target, args_list) -> list:
     connection.close()
     with ThreadPoolExecutor(max_workers=len(args_list)) as pool:
         return list(pool.map(run, args_list))
+
+
+def replay_leaders(bids: list[Bid]) -> list[tuple[Bid, int, Decimal]]:
+    """Each bid with who leads once it stands: the first to reach the highest maximum."""
+    leader, ceiling, steps = None, Decimal(0), []
+    for b in bids:
+        own = b.max_amount or b.amount
+        if own > ceiling:
+            leader, ceiling = b.bidder_id, own
+        steps.append((b, leader, ceiling))
+    return steps
