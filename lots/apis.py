@@ -42,12 +42,9 @@ class LotListApi(generics.ListAPIView):
 
 
 def _visible_lot(request: Request, lot_id: int):
-    lot = selectors.list_visible_lots(user=request.user).filter(pk=lot_id).first()
+    lot = services.visible_lot_settled(lot_id=lot_id, user=request.user)
     if lot is None:
         raise NotFound("lot_not_found", "No such lot.")
-    if services.settle_lot_if_due(lot=lot):
-        # Its end (or start) passed before any clock acted: show the outcome.
-        lot = selectors.get_lot(lot_id=lot_id)
     return lot
 
 

@@ -140,6 +140,10 @@ class Outbox:
         """A private event for one user: stored, pushed to their socket, e-mailed by the mailer."""
         self.notifications.append(Notification(user_id=user_id, lot=self.lot, type=event_type, payload=payload))
 
+    def save_lot(self, *fields: str) -> None:
+        """Save the lot's changed `fields`, with the `seq` its events took (and `updated_at`)."""
+        self.lot.save(update_fields=[*fields, "seq", "updated_at"])
+
     def flush(self) -> None:
         """Store the events and notifications now; broadcast them after commit."""
         flush_outboxes([self])

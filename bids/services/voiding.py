@@ -102,7 +102,7 @@ def void_bids(*, lot_id: int, bidder_id: int, actor, now: datetime | None = None
         voided=len(voided),
         lot=lot_price_state(lot, high_bidder_alias=aliases.get(lot.high_bidder_id)),
     )
-    lot.save(update_fields=["current_price", "high_bidder", "high_max_amount", "bid_count", "seq", "updated_at"])
+    outbox.save_lot("current_price", "high_bidder", "high_max_amount", "bid_count")
     outbox.notify(bidder_id, EventType.BIDS_VOIDED, lot_id=lot.id, title=lot.title, voided=len(voided))
     outbox.flush()
     return len(voided)

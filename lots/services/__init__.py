@@ -12,7 +12,13 @@ from lots.services.catalogue import create_lot, delete_lot, stagger_auction_lots
 from lots.services.lifecycle import cancel_lot, close_lot, finish_lot, open_lot
 from lots.services.locks import ensure_can_manage, lock_lot
 from lots.services.registrations import decide_registration, register_for_auction
-from lots.services.scheduling import announce_next_ending_soon, close_due_lots, open_next_due_lot, settle_lot_if_due
+from lots.services.scheduling import (
+    announce_next_ending_soon,
+    close_due_lots,
+    open_next_due_lot,
+    settle_lot_if_due,
+    visible_lot_settled,
+)
 from lots.services.watchlist import unwatch_lot, watch_lot
 
 __all__ = [
@@ -33,5 +39,6 @@ __all__ = [
     "stagger_auction_lots",
     "unwatch_lot",
     "update_lot",
+    "visible_lot_settled",
     "watch_lot",
 ]

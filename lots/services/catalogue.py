@@ -247,7 +247,7 @@ def stagger_auction_lots(
         outbox = Outbox(lot, times_changed=True)
         if lot.status == LotStatus.OPEN:
             outbox.lot_event(EventType.LOT_UPDATED, lot=lot_public_times(lot))
-        lot.save(update_fields=["ends_at", "hard_ends_at", "ending_soon_sent_at", "seq", "updated_at"])
+        outbox.save_lot("ends_at", "hard_ends_at", "ending_soon_sent_at")
         outbox.flush()
     auction.stagger_seconds = interval_seconds
     auction.save(update_fields=["stagger_seconds"])

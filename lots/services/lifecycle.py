@@ -39,7 +39,7 @@ def open_locked(*, lot: Lot, now: datetime, wake: bool = False) -> Lot:
     lot.starts_at = min(lot.starts_at, now)
     outbox = Outbox(lot, times_changed=wake)
     outbox.lot_event(EventType.LOT_OPENED, lot=lot_public_times(lot))
-    lot.save(update_fields=["status", "starts_at", "seq", "updated_at"])
+    outbox.save_lot("status", "starts_at")
     outbox.flush()
     return lot
 
@@ -53,7 +53,7 @@ def finish_lot(*, lot: Lot, outbox: Outbox, now: datetime) -> None:
         lot.final_price = lot.current_price
     winner_alias = get_aliases(lot_id=lot.pk, user_ids=[lot.winner_id]).get(lot.winner_id) if lot.winner_id else None
     outbox.lot_event(EventType.AUCTION_ENDED, lot=lot_result(lot, winner_alias=winner_alias))
-    lot.save(update_fields=["status", "closed_at", "winner", "final_price", "seq", "updated_at"])
+    outbox.save_lot("status", "closed_at", "winner", "final_price")
     notice = {"lot_id": lot.id, "title": lot.title, "currency": lot.currency, "final_price": lot.final_price}
     if lot.winner_id:
         outbox.notify(lot.winner_id, EventType.WON, **notice)
@@ -97,6 +97,6 @@ def cancel_lot(*, lot_id: int, actor, now: datetime | None = None) -> Lot:
     outbox.lot_event(EventType.AUCTION_ENDED, lot=lot_result(lot, winner_alias=None))
     if lot.high_bidder_id:
         outbox.notify(lot.high_bidder_id, EventType.LOT_CANCELLED, lot_id=lot.id, title=lot.title)
-    lot.save(update_fields=["status", "closed_at", "seq", "updated_at"])
+    outbox.save_lot("status", "closed_at")
     outbox.flush()
     return lot

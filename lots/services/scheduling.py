@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from lots.events import EventType, Outbox, flush_outboxes
 from lots.models import Lot, LotStatus
+from lots.selectors import get_lot, list_visible_lots
 from lots.services.lifecycle import finish_lot, open_locked
 from lots.services.locks import lock_lot, locked_lots
 
@@ -114,6 +115,15 @@ def settle_lot_if_due(*, lot: Lot, now: datetime | None = None) -> bool:
     if lot.status == LotStatus.SCHEDULED and lot.starts_at <= now:
         return _settle(lot.pk, now, LotStatus.SCHEDULED, "starts_at")
     return False
+
+
+def visible_lot_settled(*, lot_id: int, user) -> Lot | None:
+    """The lot as `user` may see it (None: not found for them), settled first if its start or end passed
+    before any clock acted: REST and the lot's room both read a lot this way."""
+    lot = list_visible_lots(user=user).filter(pk=lot_id).first()
+    if lot is not None and settle_lot_if_due(lot=lot):
+        lot = get_lot(lot_id=lot_id)
+    return lot
 
 
 @transaction.atomic

@@ -39,11 +39,9 @@ JOIN_SNAPSHOT_SECONDS = 1.0
 
 @on_hot_path_threads
 def lot_status(lot_id: int, user) -> dict[str, Any] | None:
-    lot = lot_selectors.list_visible_lots(user=user).filter(pk=lot_id).first()
+    lot = lot_services.visible_lot_settled(lot_id=lot_id, user=user)
     if lot is None:
         return None
-    if lot_services.settle_lot_if_due(lot=lot):
-        lot = lot_selectors.get_lot(lot_id=lot_id)
     registration = lot_selectors.get_registration(auction_id=lot.auction_id, user=user)
     due = {LotStatus.SCHEDULED: lot.starts_at, LotStatus.OPEN: lot.ends_at}.get(lot.status)
     serialized = LotSerializer(lot, context=user_context(user)).data
