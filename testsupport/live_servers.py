@@ -8,14 +8,16 @@ adaptation, `realtime.server`: frames written straight to the socket) on a
 free port; the context manager returns once every /api/health/ answers 200, and always
 stops the processes on the way out. An exception raised inside the block
 carries the servers' stderr as a note, so a failure shows what they logged.
-`live_server_processes` yields the `Server`s themselves, for tests that read
-what the processes wrote (`Server.output()`: stdout and stderr together).
+`live_server_processes` yields the `ServeProcess`es themselves, for tests that read
+what the processes wrote (`ServeProcess.output()`: stdout and stderr together).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +38,9 @@ MANAGE = [sys.executable, str(PROJECT_ROOT / "manage.py")]
 # Starting is what must happen: generous, since two servers start at once on a machine that may be
 # at load 12 or more (20 s was missed at load 20). A healthy start returns as soon as it answers.
 STARTUP_TIMEOUT = 120
-STOP_TIMEOUT = 5
+# Seconds for a launched server to listen: it must, however busy the machine (a first `serve_prod`
+# also migrates and collects the static files, which took over 90 s at load 20).
+LISTEN_TIMEOUT = 300
 # Straight to 127.0.0.1, whatever proxy the environment names.
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -54,28 +58,35 @@ def database_url_for_tests(name: str | None = None) -> str:
     return f"postgres://{credentials}@{host}/{quote(name or db['NAME'], safe='')}"
 
 
-class Server:
-    def __init__(self, stack: ExitStack, env: dict[str, str], port: int, *, access_log: bool = False) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{self.port}"
-        # Closed (and deleted) by the caller's ExitStack, after the process stops.
-        self.log = stack.enter_context(tempfile.NamedTemporaryFile("w+", prefix="serve-", suffix=".log"))  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [
-                *MANAGE,
-                "serve",
-                "--no-clock",
-                *([] if access_log else ["--no-access-log"]),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
+class ServeProcess:
+    """One `manage.py serve` on 127.0.0.1:`port` with `options`, its output written to `log`."""
+
+    def __init__(self, port: int, env: dict[str, str], log: Path, *options: str) -> None:
+        self.port, self.log = port, log
+        with log.open("w") as output:
+            self.process = subprocess.Popen(
+                [*MANAGE, "serve", "--host", "127.0.0.1", "--port", str(port), *options],
+                env=env,
+                cwd=PROJECT_ROOT,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def rss_kib(self) -> int:
+        """The process's resident memory, from /proc."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE).group(1))
 
     def healthy(self) -> bool:
         try:
@@ -84,19 +95,36 @@ class Server:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(STOP_TIMEOUT)
+    def wait_listening(self, timeout: float = LISTEN_TIMEOUT) -> None:
+        wait_listening(self.port, self.process, self.log, timeout)
 
-    def output(self) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()
+    def stop(self) -> int:
+        return stop(self.process)
+
+
+def wait_listening(port: int, process: subprocess.Popen, log: Path, timeout: float = LISTEN_TIMEOUT) -> None:
+    """Until something listens on `port`; fails if `process` exits first (with the tail of its `log`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"exited with {process.returncode}:\n{log.read_text(errors='replace')[-4000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listened on {port} within {timeout} s:\n{log.read_text(errors='replace')[-4000:]}")
+
+
+def stop(process: subprocess.Popen, timeout: float = 15) -> int:
+    """SIGTERM, then SIGKILL after `timeout` seconds; the exit code."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait(5)
 
 
 def request(method: str, url: str, *, token: str | None = None, data: dict | None = None) -> tuple[int, dict]:
@@ -113,7 +141,7 @@ def request(method: str, url: str, *, token: str | None = None, data: dict | Non
         return error.code, json.loads(error.read() or b"null")
 
 
-def logs(servers: list[Server]) -> str:
+def logs(servers: list[ServeProcess]) -> str:
     return "\n".join(f"--- serve {s.url} (exit code {s.process.poll()}) ---\n{s.output()[-8000:]}" for s in servers)
 
 
@@ -128,17 +156,21 @@ def live_servers(count: int, *, env: dict[str, str], access_log: bool = False) -
 
 
 @contextmanager
-def live_server_processes(count: int, *, env: dict[str, str], access_log: bool = False) -> Iterator[list[Server]]:
+def live_server_processes(count: int, *, env: dict[str, str], access_log: bool = False) -> Iterator[list[ServeProcess]]:
     """Like `live_servers`, but yield the `Server`s, whose output the caller may read."""
     process_env = {**os.environ, "DEBUG": "1", "PYTHONUNBUFFERED": "1", **env}
     process_env.pop("DJANGO_SETTINGS_MODULE", None)  # manage.py sets the project's own.
-    servers: list[Server] = []
+    servers: list[ServeProcess] = []
     with ExitStack() as stack:
         try:
             ports: set[int] = set()
             while len(ports) < count:
                 ports.add(free_port())
-            servers.extend(Server(stack, process_env, port, access_log=access_log) for port in sorted(ports))
+            logs_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="serve-")))
+            options = ["--no-clock", *([] if access_log else ["--no-access-log"])]
+            servers.extend(
+                ServeProcess(port, process_env, logs_dir / f"serve-{port}.log", *options) for port in sorted(ports)
+            )
             deadline = time.monotonic() + STARTUP_TIMEOUT
             waiting = list(servers)
             while waiting:

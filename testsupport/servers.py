@@ -10,7 +10,6 @@ import secrets
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -22,14 +21,10 @@ from pathlib import Path
 from django.conf import settings
 from websockets.sync.client import connect
 
-from testsupport.live_servers import database_url_for_tests
+from testsupport.live_servers import LISTEN_TIMEOUT, MANAGE, ServeProcess, database_url_for_tests, stop, wait_listening
 from testsupport.ports import free_ports
 
 BASE_DIR = Path(settings.BASE_DIR)
-MANAGE = [sys.executable, str(BASE_DIR / "manage.py")]
-# Seconds for a launched server to listen: it must, however busy the machine (a first `serve_prod`
-# also migrates and collects the static files, which took over 90 s at load 20).
-STARTUP_SECONDS = 300
 # Straight to 127.0.0.1, whatever proxy the environment names.
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -57,41 +52,6 @@ def production_env(**overrides: str) -> dict[str, str]:
     )
     env.update(overrides)
     return env
-
-
-def start_serve(port: int, env: dict[str, str], log: Path, *options: str) -> subprocess.Popen:
-    """`manage.py serve` on 127.0.0.1:`port` with `options`, its output written to `log`."""
-    with log.open("w") as output:
-        return subprocess.Popen(
-            [*MANAGE, "serve", "--host", "127.0.0.1", "--port", str(port), *options],
-            env=env,
-            cwd=BASE_DIR,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def wait_listening(port: int, process: subprocess.Popen, log: Path, timeout: float = STARTUP_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"exited with {process.returncode}:\n{log.read_text(errors='replace')[-4000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"nothing listened on {port} within {timeout} s:\n{log.read_text(errors='replace')[-4000:]}")
-
-
-def stop(process: subprocess.Popen, timeout: float = 15) -> int:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        return process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        return process.wait(5)
 
 
 @dataclass
@@ -213,7 +173,7 @@ def serve_prod(tmp_path: Path, static_root: Path, **env: str):
     try:
         for port in stack.ports:
             wait_listening(port, launcher, log)
-        stack.wait_for_output("clock started", timeout=STARTUP_SECONDS)
+        stack.wait_for_output("clock started", timeout=LISTEN_TIMEOUT)
         _setup_done = True
         yield stack
     except BaseException:
@@ -400,29 +360,6 @@ class PrivatePostgres:
 # --- Independent `manage.py serve` processes: one can be killed without taking the others ------
 
 
-@dataclass
-class WebProcess:
-    process: subprocess.Popen
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def rss_kib(self) -> int:
-        """The process's resident memory, from /proc."""
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE).group(1))
-
-
 @contextlib.contextmanager
 def serve_web(tmp_path: Path, static_root: Path, count: int, **env: str):
     """`count` separate `manage.py serve --no-clock` processes (production settings) on the test database."""
@@ -434,14 +371,13 @@ def serve_web(tmp_path: Path, static_root: Path, count: int, **env: str):
     )
     environment.update(env)
     base_port = free_ports(count)
-    web: list[WebProcess] = []
+    web: list[ServeProcess] = []
     try:
         for number in range(count):
             port = base_port + number
-            log = tmp_path / f"web-{port}.log"
-            web.append(WebProcess(start_serve(port, environment, log, "--no-clock"), port, log))
+            web.append(ServeProcess(port, environment, tmp_path / f"web-{port}.log", "--no-clock"))
         for one in web:
-            wait_listening(one.port, one.process, one.log)
+            one.wait_listening()
         yield web
     except BaseException:
         for one in web:
@@ -449,7 +385,7 @@ def serve_web(tmp_path: Path, static_root: Path, count: int, **env: str):
         raise
     finally:
         for one in web:
-            stop(one.process)
+            one.stop()
 
 
 def clear_of_window_end(window: int = 60, margin: float = 10) -> None:

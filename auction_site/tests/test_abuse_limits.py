@@ -42,13 +42,11 @@ from testsupport.live_servers import database_url_for_tests, live_server_process
 from testsupport.reliability import size
 from testsupport.servers import (
     BASE_DIR,
+    ServeProcess,
     clear_of_window_end,
     free_ports,
     http,
     production_env,
-    start_serve,
-    stop,
-    wait_listening,
     ws_connect,
 )
 from testsupport.ws import ORIGIN, TIMEOUT, Socket, Sockets
@@ -401,16 +399,16 @@ def test_behind_the_proxy_the_forwarded_address_is_counted(tmp_path, make_lot):
         WS_CONNECTIONS_PER_IP="1",
     )
     log = tmp_path / "serve.log"
-    process = start_serve(port, env, log, "--no-clock", "--proxy-headers")
+    server = ServeProcess(port, env, log, "--no-clock", "--proxy-headers")
     try:
-        wait_listening(port, process, log)
+        server.wait_listening()
         url, origin = f"ws://127.0.0.1:{port}/ws/lots/{lot.pk}/", f"http://127.0.0.1:{port}"
         with ws_connect(url, origin=origin, additional_headers={"X-Forwarded-For": "192.0.2.1"}) as first:
             assert json.loads(first.recv(timeout=ANSWER_SECONDS))["type"] == "LOT_STATUS"
             same_client = _close_code(url, origin, **{"X-Forwarded-For": "192.0.2.1"})
             other_client = _close_code(url, origin, **{"X-Forwarded-For": "192.0.2.2"})
     finally:
-        stop(process)
+        server.stop()
 
     assert same_client == CLOSE_TOO_MANY_CONNECTIONS
     assert other_client is None  # Same peer (127.0.0.1, the proxy), another client: open.

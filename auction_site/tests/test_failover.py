@@ -17,6 +17,7 @@ from django.conf import settings
 
 from testsupport.live_servers import database_url_for_tests
 from testsupport.servers import (
+    ServeProcess,
     TcpProxy,
     create_lot,
     free_ports,
@@ -25,9 +26,6 @@ from testsupport.servers import (
     production_env,
     register_and_log_in,
     serve_prod,
-    start_serve,
-    stop,
-    wait_listening,
     wait_until,
     ws_connect,
 )
@@ -47,16 +45,16 @@ def test_a_server_without_its_database_answers_503_with_codes(tmp_path):
     )
     port = free_ports(1)
     log = tmp_path / "server.log"
-    process = start_serve(port, env, log, "--no-clock")
+    server = ServeProcess(port, env, log, "--no-clock")
     try:
-        wait_listening(port, process, log)
+        server.wait_listening()
         base = f"http://127.0.0.1:{port}"
         lots = http("GET", f"{base}/api/lots/")
         login = http("POST", f"{base}/api/auth/token/", json_body={"username": "a", "password": "b"})
         ready = http("GET", f"{base}/api/ready/")
         health = http("GET", f"{base}/api/health/")
     finally:
-        stop(process)
+        server.stop()
 
     assert (lots.status, lots.json()["code"], lots.headers["retry-after"]) == (503, "service_unavailable", "2")
     assert (login.status, login.json()["code"]) == (503, "service_unavailable")

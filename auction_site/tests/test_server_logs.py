@@ -18,14 +18,12 @@ import pytest
 from testsupport.servers import (
     BASE_DIR,
     MANAGE,
+    ServeProcess,
     free_ports,
     http,
     json_lines,
     production_env,
     register_and_log_in,
-    start_serve,
-    stop,
-    wait_listening,
     ws_connect,
 )
 
@@ -39,12 +37,12 @@ def server(tmp_path_factory, static_root):
     subprocess.run([*MANAGE, "migrate", "--noinput", "-v0"], env=env, cwd=BASE_DIR, check=True, capture_output=True)
     port = free_ports(1)
     log = workdir / "server.log"
-    process = start_serve(port, env, log)
+    server = ServeProcess(port, env, log)
     try:
-        wait_listening(port, process, log)
+        server.wait_listening()
         yield f"127.0.0.1:{port}", log
     finally:
-        stop(process)
+        server.stop()
 
 
 def test_requests_and_sockets_are_logged_as_json_without_credentials(server):

@@ -24,13 +24,11 @@ from testsupport.live_servers import database_url_for_tests
 from testsupport.servers import (
     BASE_DIR,
     MANAGE,
+    ServeProcess,
     free_ports,
     http,
     production_env,
     register_and_log_in,
-    start_serve,
-    stop,
-    wait_listening,
     ws_connect,
 )
 
@@ -59,12 +57,12 @@ def server(tmp_path):
         subprocess.run([*MANAGE, "migrate", "--noinput", "-v0"], env=env, cwd=BASE_DIR, check=True, capture_output=True)
     port = free_ports(1)
     log = tmp_path / "serve.log"
-    process = start_serve(port, env, log, "--no-clock")
+    server = ServeProcess(port, env, log, "--no-clock")
     try:
-        wait_listening(port, process, log)
+        server.wait_listening()
         yield f"127.0.0.1:{port}", log
     finally:
-        stop(process)
+        server.stop()
 
 
 def open_lot(address: str, username: str) -> int:

@@ -15,7 +15,7 @@ from django.conf import settings
 
 from bids.models import Bid
 from conftest import access_token_for
-from testsupport.live_servers import Server, _direct, database_url_for_tests, live_server_processes, request
+from testsupport.live_servers import ServeProcess, _direct, database_url_for_tests, live_server_processes, request
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -31,7 +31,7 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.05)
 
 
-def bids_waiting(server: Server) -> float:
+def bids_waiting(server: ServeProcess) -> float:
     with _direct.open(f"{server.url}/metrics", timeout=10) as response:
         lines = response.read().decode().splitlines()
     return next(float(line.split()[1]) for line in lines if line.startswith("auction_bids_waiting "))

@@ -36,7 +36,7 @@ from lots.models import Lot, LotAlias, LotStatus, Notification
 from lots.pricing import increment_for
 from testsupport.bidding import lot_events, replay_leaders
 from testsupport.clocks import clock_processes
-from testsupport.live_servers import Server, database_url_for_tests, live_server_processes
+from testsupport.live_servers import ServeProcess, database_url_for_tests, live_server_processes
 from testsupport.reliability import size
 from testsupport.servers import http
 
@@ -70,7 +70,7 @@ def server_env() -> dict[str, str]:
     }
 
 
-def ws_url(server: Server, lot_id: int, token: str | None) -> str:
+def ws_url(server: ServeProcess, lot_id: int, token: str | None) -> str:
     return server.url.replace("http", "ws", 1) + f"/ws/lots/{lot_id}/" + (f"?token={token}" if token else "")
 
 
@@ -101,7 +101,7 @@ class Answer:
     min_next_bid: str | None = None
 
 
-def rest_bid(server: Server, lot_id: int, token: str, body: dict, key: str | None) -> tuple[int, dict]:
+def rest_bid(server: ServeProcess, lot_id: int, token: str, body: dict, key: str | None) -> tuple[int, dict]:
     """POST a bid with `Authorization: Bearer`; (status, body); (0, {}) when no answer came."""
     headers = {"Authorization": f"Bearer {token}"}
     if key:
@@ -223,7 +223,7 @@ class Bidder:
     name: str
     token: str
     transport: str
-    server: Server
+    server: ServeProcess
     min_next_bid: Decimal
     rng: random.Random
     socket: Socket | None = None
@@ -282,7 +282,7 @@ async def close_all(sockets: list[Socket]) -> None:
     await asyncio.gather(*(s.close() for s in sockets))
 
 
-def make_bidders(lot: Lot, servers: list[Server], users, tokens: list[str]) -> list[Bidder]:
+def make_bidders(lot: Lot, servers: list[ServeProcess], users, tokens: list[str]) -> list[Bidder]:
     """Half the bidders on sockets, half over REST; each kind spread over both processes."""
     return [
         Bidder(
@@ -297,7 +297,7 @@ def make_bidders(lot: Lot, servers: list[Server], users, tokens: list[str]) -> l
     ]
 
 
-def watcher_urls(lot: Lot, servers: list[Server], tokens: list[str], count: int) -> list[tuple[str, str]]:
+def watcher_urls(lot: Lot, servers: list[ServeProcess], tokens: list[str], count: int) -> list[tuple[str, str]]:
     """`count` watchers alternating between the processes, every other one logged in."""
     return [
         (
@@ -316,7 +316,7 @@ def assert_watchers_saw_every_event(sockets: list[Socket], events: list[dict]) -
         assert seen == events, f"{socket.name}: frames differ from the stored events"
 
 
-def assert_no_credentials_logged(servers: list[Server], lot_id: int) -> None:
+def assert_no_credentials_logged(servers: list[ServeProcess], lot_id: int) -> None:
     """Clients sent JWTs as `?token=` and `Authorization: Bearer`; no log line holds one."""
     for server in servers:
         output = server.output()
@@ -350,7 +350,7 @@ def unanswered(bidders: list[Bidder]) -> str:
 
 
 async def run_room(
-    lot: Lot, servers: list[Server], bidders: list[Bidder], watcher_tokens: list[str], watchers: int, bid_loop
+    lot: Lot, servers: list[ServeProcess], bidders: list[Bidder], watcher_tokens: list[str], watchers: int, bid_loop
 ) -> dict:
     """Open the watchers' and socket bidders' sockets, run `bid_loop(bidder, pool)` for every bidder at once,
     then wait until every socket has the lot's last event."""
@@ -515,7 +515,7 @@ def test_a_soft_closing_lot_closes_exactly_once_while_bids_race_its_end(make_lot
 # --- 3. One idempotency key, many times --------------------------------------------------------------
 
 
-def rest_same_key_at_once(servers: list[Server], lot_id: int, token: str, body: dict, key: str) -> list[tuple]:
+def rest_same_key_at_once(servers: list[ServeProcess], lot_id: int, token: str, body: dict, key: str) -> list[tuple]:
     """Send the same request SAME_KEY_TIMES at once, alternating between the processes."""
     barrier = threading.Barrier(SAME_KEY_TIMES)
 
@@ -527,7 +527,7 @@ def rest_same_key_at_once(servers: list[Server], lot_id: int, token: str, body: 
         return list(pool.map(send, range(SAME_KEY_TIMES)))
 
 
-async def ws_same_key(servers: list[Server], lot_id: int, token: str, body: dict, key: str) -> dict:
+async def ws_same_key(servers: list[ServeProcess], lot_id: int, token: str, body: dict, key: str) -> dict:
     """The same NEW_BID frame SAME_KEY_TIMES at once over 10 sockets on both processes, then in a row on one."""
     sockets = await open_sockets([(ws_url(servers[i % 2], lot_id, token), f"socket {i}") for i in range(10)])
     try:

@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed
 
 from conftest import access_token_for
 from lots.events import lot_group
-from testsupport.live_servers import Server, database_url_for_tests, live_server_processes, request
+from testsupport.live_servers import ServeProcess, database_url_for_tests, live_server_processes, request
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -37,7 +37,7 @@ def server_env(redis_url: str, **extra: str) -> dict[str, str]:
     return {"DATABASE_URL": database_url_for_tests(), "REDIS_URL": redis_url, **UNTHROTTLED, **extra}
 
 
-def ws_url(server: Server, lot_id: int) -> str:
+def ws_url(server: ServeProcess, lot_id: int) -> str:
     return server.url.replace("http", "ws", 1) + f"/ws/lots/{lot_id}/"
 
 
@@ -45,7 +45,7 @@ async def next_frame(socket: ClientConnection, timeout: float = RECEIVE_TIMEOUT)
     return json.loads(await asyncio.wait_for(socket.recv(), timeout))
 
 
-async def watch(stack: AsyncExitStack, server: Server, lot_id: int) -> ClientConnection:
+async def watch(stack: AsyncExitStack, server: ServeProcess, lot_id: int) -> ClientConnection:
     socket = await stack.enter_async_context(connect(ws_url(server, lot_id), origin="http://localhost", proxy=None))
     status = await next_frame(socket)
     assert status["type"] == "LOT_STATUS", status
@@ -109,7 +109,7 @@ class Bids:
     def __init__(self, tokens: list[str], lot_id: int) -> None:
         self.tokens, self.lot_id, self.amount, self.placed = tokens, lot_id, "10.00", 0
 
-    async def place(self, server: Server) -> int:
+    async def place(self, server: ServeProcess) -> int:
         token = self.tokens[self.placed % len(self.tokens)]
         status, body = await asyncio.to_thread(
             request, "POST", f"{server.url}/api/lots/{self.lot_id}/bids/", token=token, data={"amount": self.amount}
