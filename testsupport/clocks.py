@@ -1,4 +1,4 @@
-"""Clocks for the tests: run as a task or as `manage.py run_clock` processes, sockets, polling the database.
+"""Clocks for the tests: run as a task or as `manage.py run_clock` processes, and polling the database.
 
 Async tests reach the ORM through `database_sync_to_async` only: it hands the
 connection back after each call, where `sync_to_async` (and the async ORM)
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import re
 import signal
@@ -24,21 +23,15 @@ from pathlib import Path
 from unittest import mock
 
 from channels.db import database_sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.utils import timezone
 
-from auction_site.asgi import application
-from conftest import access_token_for
 from lots.clock import Clock, ClockWorker
 from lots.events import LoopPublisher
 from lots.models import Lot, LotStatus
 from lots.wakeups import wake_clocks
 from testsupport.live_servers import database_url_for_tests
 
-ORIGIN = (b"origin", b"http://localhost")
-# Generous: a receive that times out kills the consumer.
-SOCKET_TIMEOUT = 10
 POLL_SECONDS = 0.02
 # What must happen, happens within this even on a machine at load 12; how
 # late is a benchmark figure (`make bench`), never a test's.
@@ -104,46 +97,6 @@ async def wait_for_status(lot_id: int, status: str, *, timeout: float = GENEROUS
         timeout=timeout,
         what=f"lot {lot_id} becoming {status}",
     )
-
-
-class Socket:
-    """A WebSocket opened through the real ASGI application; frames are decoded JSON."""
-
-    def __init__(self, communicator: WebsocketCommunicator) -> None:
-        self.communicator = communicator
-
-    @classmethod
-    async def open(cls, path: str, *, user=None) -> Socket:
-        if user is not None:
-            token = await database_sync_to_async(access_token_for)(user)
-            path = f"{path}?token={token}"
-        communicator = WebsocketCommunicator(application, path, headers=[ORIGIN])
-        accepted, _ = await communicator.connect(timeout=SOCKET_TIMEOUT)
-        assert accepted, f"{path} was refused"
-        return cls(communicator)
-
-    async def receive(self, timeout: float = SOCKET_TIMEOUT) -> dict:
-        output = await self.communicator.receive_output(timeout)
-        assert output["type"] == "websocket.send", f"expected a frame, got {output}"
-        return json.loads(output["text"])
-
-    async def wait_for(self, frame_type: str, timeout: float = SOCKET_TIMEOUT) -> dict:
-        """The next frame of `frame_type`, skipping others."""
-        deadline = time.monotonic() + timeout
-        while True:
-            frame = await self.receive(max(deadline - time.monotonic(), 0.01))
-            if frame["type"] == frame_type:
-                return frame
-
-    async def frames(self, count: int, *, quiet: float = 0.3) -> list[dict]:
-        """The next `count` frames, then any more that arrive until none has for `quiet` seconds."""
-        frames = [await self.receive() for _ in range(count)]
-        while not await self.communicator.receive_nothing(timeout=quiet):
-            frames.append(await self.receive())
-        return frames
-
-    async def close(self) -> None:
-        await self.communicator.disconnect(timeout=SOCKET_TIMEOUT)
 
 
 def open_lots(seller, ends_at: list[datetime], **fields) -> list[Lot]:

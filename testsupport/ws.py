@@ -59,6 +59,22 @@ class Socket:
         assert "text" in output, f"expected a text frame, got {output}"
         return json.loads(output["text"])
 
+    async def wait_for(self, frame_type: str, timeout: float = TIMEOUT) -> dict:
+        """The next frame of `frame_type`, skipping others."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            frame = await self.receive(max(deadline - loop.time(), 0.01))
+            if frame["type"] == frame_type:
+                return frame
+
+    async def frames(self, count: int, *, quiet: float = QUIET) -> list[dict]:
+        """The next `count` frames, then any more that arrive until none has for `quiet` seconds."""
+        frames = [await self.receive() for _ in range(count)]
+        while not await self.communicator.receive_nothing(timeout=quiet):
+            frames.append(await self.receive())
+        return frames
+
     async def next(self, timeout: float = TIMEOUT) -> dict:
         """The next frame that is not a USERS_COUNT (those come and go with other watchers)."""
         while True:

@@ -29,7 +29,6 @@ from lots.wakeups import wake_clocks
 from realtime import fanout
 from testsupport.bidding import bid, run_threads
 from testsupport.clocks import (
-    Socket,
     counted_rounds,
     in_seconds,
     open_lots,
@@ -37,6 +36,7 @@ from testsupport.clocks import (
     wait_for_status,
     wait_until,
 )
+from testsupport.ws import Sockets
 
 D = Decimal
 # Without a wake-up, a clock sleeps this long: a test that passes in less proves it was woken.
@@ -70,15 +70,13 @@ async def test_lots_open_and_close_by_themselves_never_early(make_lot, bidder):
         await database_sync_to_async(bid)(closing, bidder, "12.00")
         opening = await database_sync_to_async(make_lot)(starts_at=in_seconds(1.0), ends_at=in_seconds(3600))
         assert opening.status == LotStatus.SCHEDULED
-        watcher = await Socket.open(f"/ws/lots/{closing.pk}/")
-        try:
+        async with Sockets() as ws:
+            watcher = await ws.open(f"/ws/lots/{closing.pk}/")
             assert (await watcher.wait_for("LOT_STATUS"))["lot"]["status"] == "open"
 
             opened_seen = await wait_for_status(opening.pk, LotStatus.OPEN)
             await wait_for_status(closing.pk, LotStatus.CLOSED)
             ended = await watcher.wait_for("AUCTION_ENDED", timeout=30)
-        finally:
-            await watcher.close()
 
     assert opening.starts_at <= opened_seen
     closed = await database_sync_to_async(Lot.objects.select_related("winner").get)(pk=closing.pk)

@@ -26,7 +26,8 @@ from lots.mailer import send_due_emails
 from lots.models import EmailState, Lot, LotStatus, Notification
 from lots.services import finish_lot, scheduling, watch_lot
 from testsupport.bidding import bid
-from testsupport.clocks import Socket, in_seconds, running_clock, wait_for_status, wait_until
+from testsupport.clocks import in_seconds, running_clock, wait_for_status, wait_until
+from testsupport.ws import Sockets
 
 LEAD = 60
 
@@ -213,23 +214,17 @@ async def test_each_notification_reaches_its_users_socket_once_and_mail_respects
     await database_sync_to_async(other_bidder.save)(update_fields=["email_notifications"])
     users = {"alice": bidder, "bob": other_bidder, "sam_seller": seller}
     lot = await database_sync_to_async(make_lot)(ends_at=in_seconds(1.5))
-    async with running_clock():
-        sockets = {name: await Socket.open("/ws/notifications/", user=user) for name, user in users.items()}
-        try:
-            for user, amount in ((bidder, "10.00"), (other_bidder, "12.00"), (bidder, "15.00")):
-                await database_sync_to_async(bid)(lot, user, amount)
-            await wait_for_status(lot.pk, LotStatus.CLOSED)
-            rows = await database_sync_to_async(
-                lambda: list(Notification.objects.order_by("id").select_related("user"))
-            )()
-            expected = {name: [(n.type, n.id) for n in rows if n.user.username == name] for name in users}
-            # Each socket gets its own notifications, and nothing more comes after them.
-            received = {name: await socket.frames(len(expected[name])) for name, socket in sockets.items()}
-            # E-mail comes from the mailer's thread, at its own pace.
-            await wait_until(lambda: len(mail.outbox) >= 3, what="three e-mails")
-        finally:
-            for socket in sockets.values():
-                await socket.close()
+    async with running_clock(), Sockets() as ws:
+        sockets = {name: await ws.open("/ws/notifications/", user=user) for name, user in users.items()}
+        for user, amount in ((bidder, "10.00"), (other_bidder, "12.00"), (bidder, "15.00")):
+            await database_sync_to_async(bid)(lot, user, amount)
+        await wait_for_status(lot.pk, LotStatus.CLOSED)
+        rows = await database_sync_to_async(lambda: list(Notification.objects.order_by("id").select_related("user")))()
+        expected = {name: [(n.type, n.id) for n in rows if n.user.username == name] for name in users}
+        # Each socket gets its own notifications, and nothing more comes after them.
+        received = {name: await socket.frames(len(expected[name])) for name, socket in sockets.items()}
+        # E-mail comes from the mailer's thread, at its own pace.
+        await wait_until(lambda: len(mail.outbox) >= 3, what="three e-mails")
 
     for name in users:
         assert [(f["type"], f["id"]) for f in received[name]] == expected[name], name
@@ -418,14 +413,14 @@ async def test_a_busy_clock_never_holds_back_the_sockets_of_its_process(make_lot
             await asyncio.to_thread(inside.wait, 30)
             try:
                 # The clock is in the middle of a round: a bidder still gets answers.
-                socket = await Socket.open(f"/ws/lots/{other.pk}/", user=bidder if on_postgresql else None)
-                status = await socket.wait_for("LOT_STATUS")
-                await socket.communicator.send_json_to({"type": "PING"})
-                await socket.wait_for("PONG")
-                if on_postgresql:
-                    await socket.communicator.send_json_to({"type": "NEW_BID", "amount": "10.00", "request_id": "r1"})
-                    accepted = await socket.wait_for("BID_ACCEPTED")
-                await socket.close()
+                async with Sockets() as ws:
+                    socket = await ws.open(f"/ws/lots/{other.pk}/", user=bidder if on_postgresql else None)
+                    status = await socket.wait_for("LOT_STATUS")
+                    await socket.send({"type": "PING"})
+                    await socket.wait_for("PONG")
+                    if on_postgresql:
+                        await socket.send({"type": "NEW_BID", "amount": "10.00", "request_id": "r1"})
+                        accepted = await socket.wait_for("BID_ACCEPTED")
                 still_closing = not release.is_set()
             finally:
                 release.set()
