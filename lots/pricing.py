@@ -5,6 +5,8 @@ import re
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from lots.exceptions import InvalidAmount
 
@@ -50,12 +52,23 @@ BID_INCREMENTS = [
 MAX_AMOUNT = Decimal("9999999999.99")
 
 
+# Read once, not on every bid (a setting that is absent costs an exception per read); forgotten when a
+# test overrides either setting.
+@functools.cache
 def currencies() -> dict[str, int]:
     return getattr(settings, "AUCTION_CURRENCIES", CURRENCIES)
 
 
+@functools.cache
 def bid_increments() -> list[tuple[Decimal | None, Decimal]]:
     return getattr(settings, "AUCTION_BID_INCREMENTS", BID_INCREMENTS)
+
+
+@receiver(setting_changed)
+def _forget_tables(*, setting: str, **kwargs) -> None:
+    if setting in ("AUCTION_CURRENCIES", "AUCTION_BID_INCREMENTS"):
+        currencies.cache_clear()
+        bid_increments.cache_clear()
 
 
 # Longer strings cannot be a sensible amount; refuse them before parsing.

@@ -95,7 +95,7 @@ class Session:
 
 @database_sync_to_async
 def sale_with_lots(seller):
-    """A sale needing registration (each bidder approved by staff), an open lot with a soft close wider
+    """A sale needing registration (`approve` lets a bidder in), an open lot with a soft close wider
     than its time left (every bid extends it), and a scheduled lot."""
     now = timezone.now()
     sale = Auction.objects.create(title="Spring sale", slug="spring", requires_registration=True)
