@@ -72,6 +72,40 @@ def test_debug_off_without_secret_key_refuses_to_start():
     assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
 
 
+def test_a_secret_key_naming_an_unset_variable_refuses_to_start_and_says_how_to_write_a_dollar():
+    result = manage("check", **deploy_env(SECRET_KEY="$" + strong_secret_key()))
+
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+    assert "write `\\$` for a literal `$`" in result.stderr
+
+
+def test_environment_values_are_typed_trimmed_and_empty_means_the_default():
+    key = strong_secret_key()
+    values = _settings_as_json(
+        "SECRET_KEY", "SIMPLE_JWT", "ALLOWED_HOSTS", "CORS_ALLOWED_ORIGINS", "EMAIL_PORT", "WS_PING_SECONDS",
+        "AUCTION_STAFF_CAN_BID",
+        **deploy_env(
+            SECRET_KEY="\\$" + key,
+            JWT_SIGNING_KEY="$AUCTION_TEST_SIGNING_KEY",
+            AUCTION_TEST_SIGNING_KEY="signing-" + key,
+            ALLOWED_HOSTS=" example.com , api.example.com ",
+            CORS_ALLOWED_ORIGINS="https://shop.example.com,,",
+            EMAIL_PORT="",
+            WS_PING_SECONDS="  ",
+            AUCTION_STAFF_CAN_BID="yes",
+        ),
+    )  # fmt: skip
+
+    assert values["SECRET_KEY"] == "$" + key
+    assert values["SIMPLE_JWT"]["SIGNING_KEY"] == "signing-" + key
+    assert values["ALLOWED_HOSTS"] == ["example.com", "api.example.com"]
+    assert values["CORS_ALLOWED_ORIGINS"] == ["https://shop.example.com"]
+    assert values["EMAIL_PORT"] == 25
+    assert values["WS_PING_SECONDS"] == 60.0
+    assert values["AUCTION_STAFF_CAN_BID"] is True
+
+
 def _settings_as_json(*names: str, **env: str) -> dict:
     code = f"import json; from django.conf import settings as s; print(json.dumps({{n: getattr(s, n, None) for n in {list(names)!r}}}, default=str))"
     result = manage("shell", "-c", code, **env)
