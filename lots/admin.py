@@ -1,11 +1,13 @@
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
+from django.utils import timezone
 
 from lots import services
-from lots.models import Auction, Lot, LotEvent, Registration, Watch
+from lots.models import Auction, Lot, LotEvent, LotStatus, Registration, Watch
 from ops.exceptions import DomainError
 
 
@@ -71,6 +73,17 @@ class LotAdminForm(forms.ModelForm):
         return cleaned
 
 
+class LotAddForm(LotAdminForm):
+    """The add form: like a lot created over the API, it opens at its start (now, if that has passed)
+    unless it is kept a draft."""
+
+    draft = forms.BooleanField(
+        required=False,
+        help_text="Keep it closed to bids and off the public list until the Open action; "
+        "otherwise it opens at its start, or now if the start has passed.",
+    )
+
+
 class LotRefused(Exception):
     """A lot service refused the admin's save: carries the DomainError back to `changeform_view`."""
 
@@ -80,6 +93,7 @@ class LotRefused(Exception):
 
 
 # What the admin may change; `update_lot` checks it under the lot's lock like the API's PATCH.
+# Not `hard_ends_at`: the services work it out from the end, as for the API when it is not sent.
 SERVICE_FIELDS = (
     "auction",
     "lot_number",
@@ -93,9 +107,20 @@ SERVICE_FIELDS = (
     "bid_increment",
     "starts_at",
     "ends_at",
-    "hard_ends_at",
     "soft_close_seconds",
 )
+
+
+def _status_note(lot: Lot) -> str | None:
+    """What a save left the lot as, when that is not plain from the form: a draft, or opening later."""
+    if lot.status == LotStatus.DRAFT:
+        return "Saved as a draft: use the Open action to open bidding."
+    if lot.status == LotStatus.SCHEDULED:
+        if lot.starts_at <= timezone.now():
+            # The save woke the clocks; the API's PATCH leaves it the same.
+            return "Scheduled: its start has passed, so the clock opens bidding at once."
+        return f"Scheduled: bidding opens at {timezone.localtime(lot.starts_at):%Y-%m-%d %H:%M:%S %Z}."
+    return None
 
 
 @admin.register(Lot)
@@ -111,8 +136,10 @@ class LotAdmin(admin.ModelAdmin):
     inlines: list = []
     actions = [open_now, close_now, cancel]
     form = LotAdminForm
-    # The bidding state changes only through the services (under the lot lock).
+    # The bidding state, the clock's bookkeeping and the hard end change only through the services
+    # (under the lot lock): edited by hand they would contradict the bids and the events sent.
     readonly_fields = (
+        "hard_ends_at",
         "status",
         "current_price",
         "high_bidder",
@@ -135,9 +162,15 @@ class LotAdmin(admin.ModelAdmin):
         return self.readonly_fields
 
     def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = LotAddForm
         form = super().get_form(request, obj, change=change, **kwargs)
         form.refusal = getattr(request, "lot_refusal", None)
         return form
+
+    def get_changeform_initial_data(self, request):
+        # The currency the services give a lot created without one.
+        return {"currency": settings.AUCTION_DEFAULT_CURRENCY, **super().get_changeform_initial_data(request)}
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:
@@ -157,13 +190,15 @@ class LotAdmin(admin.ModelAdmin):
                 changes = {name: data[name] for name in form.changed_data if name in SERVICE_FIELDS}
                 lot = services.update_lot(lot_id=obj.pk, actor=request.user, changes=changes)
             else:
-                # A new lot is a draft, as before: "Open selected lots now" opens it.
                 fields = {name: data[name] for name in SERVICE_FIELDS if data.get(name) not in (None, "")}
-                lot = services.create_lot(seller=data["seller"], draft=True, **fields)
+                lot = services.create_lot(seller=data["seller"], actor=request.user, draft=data["draft"], **fields)
         except DomainError as exc:
             raise LotRefused(exc) from exc
         obj.pk = lot.pk
         obj.refresh_from_db()
+        note = _status_note(lot)
+        if note:
+            self.message_user(request, note, messages.INFO)
 
     def delete_view(self, request, object_id, extra_context=None):
         try:

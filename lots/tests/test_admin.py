@@ -13,6 +13,7 @@ from unittest import mock
 
 import pytest
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from lots import services
 from lots.exceptions import LotActionRefused
@@ -108,9 +109,7 @@ def test_a_changed_end_is_an_event_with_the_next_seq_and_wakes_the_clock(
         mock.patch("lots.events.wake_clocks") as wake_clocks,
         django_capture_on_commit_callbacks(execute=True),
     ):
-        response = post_change(
-            admin, lot, ends_at=new_end, hard_ends_at=new_end + timedelta(hours=1), title="Lamp (restored)"
-        )
+        response = post_change(admin, lot, ends_at=new_end, title="Lamp (restored)")
 
     assert response.status_code == 302, response.context["adminform"].form.errors
     lot.refresh_from_db()
@@ -164,22 +163,153 @@ def test_an_ended_lot_cannot_be_edited(admin, make_lot, seller):
     assert Lot.objects.get(pk=lot.pk).title == "Art deco lamp"
 
 
-def test_a_lot_added_in_the_admin_is_made_by_the_service(admin, seller, django_capture_on_commit_callbacks):
+def add_lot(admin, seller, *, starts_at, **fields):
+    """Post the add form as a browser would: its initial values, the fields given, a day to run."""
     data = form_data(admin, f"{CHANGELIST}add/")
     ends_at = (timezone.now() + timedelta(days=1)).replace(microsecond=0)
-    data.update(seller=str(seller.pk), title="Pewter jug", currency="usd", starting_price="10.00")
-    data["starts_at_0"], data["starts_at_1"] = split(timezone.now())
+    data.update(seller=str(seller.pk), title="Pewter jug", starting_price="10.00", **fields)
+    data["starts_at_0"], data["starts_at_1"] = split(starts_at)
     data["ends_at_0"], data["ends_at_1"] = split(ends_at)
-    data["hard_ends_at_0"], data["hard_ends_at_1"] = split(ends_at + timedelta(hours=1))
+    return admin.post(f"{CHANGELIST}add/", data, follow=True), ends_at
 
+
+def shown_messages(response) -> list[str]:
+    return [str(message) for message in response.context["messages"]]
+
+
+def test_a_lot_added_in_the_admin_is_made_by_the_service_and_opens_as_over_the_api(admin, seller, settings, client_for):
     with mock.patch("lots.admin.services.create_lot", wraps=services.create_lot) as create:
-        response = admin.post(f"{CHANGELIST}add/", data)
+        response, ends_at = add_lot(admin, seller, starts_at=timezone.now(), currency="usd")
 
-    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert response.redirect_chain, response.context["adminform"].form.errors
     create.assert_called_once()
     lot = Lot.objects.get(title="Pewter jug")
-    # The service's rules applied: the currency normalised, a draft until opened.
-    assert (lot.seller, lot.currency, lot.status, lot.ends_at) == (seller, "USD", LotStatus.DRAFT, ends_at)
+    # The service's rules applied: the currency normalised, open now like a lot posted to the API
+    # with the same start, and the hard end worked out from the end.
+    assert (lot.seller, lot.currency, lot.status, lot.ends_at) == (seller, "USD", LotStatus.OPEN, ends_at)
+    assert lot.hard_ends_at == ends_at + settings.AUCTION_DEFAULT_MAX_EXTENSION
+    over_api = client_for(seller).post(
+        "/api/lots/",
+        {"title": "Jug", "starting_price": "10.00", "starts_at": timezone.now(), "ends_at": ends_at},
+        format="json",
+    )
+    assert over_api.status_code == 201, over_api.content
+    created = over_api.json()
+    assert (created["status"], parse_datetime(created["hard_ends_at"])) == ("open", lot.hard_ends_at)
+    assert not any("draft" in message for message in shown_messages(response))
+
+
+def test_the_add_form_asks_for_no_hard_end_and_offers_the_default_currency(admin, settings, seller):
+    settings.AUCTION_DEFAULT_CURRENCY = "EUR"
+
+    data = form_data(admin, f"{CHANGELIST}add/")
+
+    assert not any(name.startswith("hard_ends_at") for name in data)
+    assert data["currency"] == "EUR"
+    # Posted as offered, it is the currency the service gives a lot created without one.
+    add_lot(admin, seller, starts_at=timezone.now(), currency=data["currency"])
+    made_by_service = services.create_lot(
+        seller=seller, title="No currency", starting_price="5.00", ends_at=timezone.now() + timedelta(days=1)
+    )
+    assert Lot.objects.get(title="Pewter jug").currency == made_by_service.currency == "EUR"
+
+
+def test_a_lot_kept_a_draft_says_so(admin, seller):
+    response, _ = add_lot(admin, seller, starts_at=timezone.now() - timedelta(minutes=5), draft="on")
+
+    lot = Lot.objects.get(title="Pewter jug")
+    assert lot.status == LotStatus.DRAFT
+    assert "Saved as a draft: use the Open action to open bidding." in shown_messages(response)
+
+    # Saved again, it is still a draft, and the page says so again.
+    again = post_change(admin, lot, title="Pewter jug (dented)")
+    assert again.status_code == 302
+    assert "Saved as a draft: use the Open action to open bidding." in shown_messages(admin.get(again.url))
+
+
+def test_a_lot_starting_later_is_scheduled_and_says_when(admin, seller):
+    starts_at = (timezone.now() + timedelta(hours=3)).replace(microsecond=0)
+
+    response, _ = add_lot(admin, seller, starts_at=starts_at)
+
+    lot = Lot.objects.get(title="Pewter jug")
+    assert (lot.status, lot.starts_at) == (LotStatus.SCHEDULED, starts_at)
+    shown = timezone.localtime(starts_at).strftime("%Y-%m-%d %H:%M:%S")
+    assert any(message.startswith(f"Scheduled: bidding opens at {shown}") for message in shown_messages(response))
+
+
+def test_a_scheduled_lots_start_moved_to_the_past_is_left_to_the_clock_as_over_the_api(admin, make_lot):
+    lot = make_lot(starts_at=timezone.now() + timedelta(hours=1), ends_at=timezone.now() + timedelta(hours=3))
+    assert lot.status == LotStatus.SCHEDULED
+
+    with mock.patch("lots.admin.services.update_lot", wraps=services.update_lot) as update:
+        response = post_change(admin, lot, starts_at=timezone.now() - timedelta(minutes=1))
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    update.assert_called_once()
+    assert Lot.objects.get(pk=lot.pk).status == LotStatus.SCHEDULED
+    assert "Scheduled: its start has passed, so the clock opens bidding at once." in shown_messages(
+        admin.get(response.url)
+    )
+    services.open_next_due_lot(now=timezone.now())
+    assert Lot.objects.get(pk=lot.pk).status == LotStatus.OPEN
+
+
+INTERNAL_FIELDS = (
+    "hard_ends_at",
+    "status",
+    "current_price",
+    "high_bidder",
+    "high_max_amount",
+    "bid_count",
+    "winner",
+    "final_price",
+    "closed_at",
+    "ending_soon_sent_at",
+    "seq",
+)
+
+
+def test_the_bidding_and_clock_fields_cannot_be_edited(admin, make_lot, bidder, other_bidder):
+    lot = make_lot(starting_price="10.00", ends_at=timezone.now() + timedelta(hours=2))
+    bid(lot, bidder, "10.00")
+    before = Lot.objects.filter(pk=lot.pk).values(*INTERNAL_FIELDS).get()
+
+    page = form_data(admin, change_url(lot))
+    forged = {
+        "hard_ends_at_0": "2099-01-01",
+        "hard_ends_at_1": "00:00:00",
+        "status": "closed",
+        "current_price": "999.00",
+        "high_bidder": str(other_bidder.pk),
+        "high_max_amount": "999.00",
+        "bid_count": "0",
+        "winner": str(other_bidder.pk),
+        "final_price": "1.00",
+        "closed_at_0": "2020-01-01",
+        "closed_at_1": "00:00:00",
+        "ending_soon_sent_at_0": "2020-01-01",
+        "ending_soon_sent_at_1": "00:00:00",
+        "seq": "0",
+    }
+    assert not set(forged) & set(page), "the change form offers an internal field"
+    response = admin.post(change_url(lot), {**page, **forged, "title": "Lamp (restored)"})
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    after = Lot.objects.filter(pk=lot.pk).values(*INTERNAL_FIELDS, "title").get()
+    # The title saved (a LOT_UPDATED: seq 2); nothing else moved.
+    assert after == {**before, "seq": before["seq"] + 1, "title": "Lamp (restored)"}
+
+
+def test_an_end_moved_past_the_hard_end_moves_it_as_over_the_api(admin, make_lot, settings):
+    lot = make_lot(ends_at=timezone.now() + timedelta(hours=1))
+    new_end = (lot.hard_ends_at + timedelta(hours=2)).replace(microsecond=0)
+
+    response = post_change(admin, lot, ends_at=new_end)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    lot.refresh_from_db()
+    assert (lot.ends_at, lot.hard_ends_at) == (new_end, new_end + settings.AUCTION_DEFAULT_MAX_EXTENSION)
 
 
 def test_deleting_a_lot_with_bids_is_refused(admin, make_lot, bidder):
