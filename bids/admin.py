@@ -67,6 +67,10 @@ class BidInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
+    def get_queryset(self, request):
+        # Each row is labelled with its bid (amount, currency, bidder, lot): one query for them all.
+        return super().get_queryset(request).select_related("lot", "bidder")
+
 
 @admin.action(description="Void their bids on the sale's open lots")
 def void_bids(modeladmin, request, queryset):

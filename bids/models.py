@@ -69,7 +69,7 @@ class Bid(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.amount} by {self.bidder_id} on lot {self.lot_id}"
+        return f"{self.amount} {self.lot.currency} by {self.bidder.username} on {self.lot.title}"
 
 
 class ChatMessage(models.Model):
@@ -94,4 +94,4 @@ class ChatMessage(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user_id} on lot {self.lot_id}: {self.text[:40]}"
+        return f"{self.user.username} on {self.lot.title}: {self.text[:40]}"

@@ -156,10 +156,11 @@ class Watch(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name_plural = "watches"
         constraints = [models.UniqueConstraint(fields=["user", "lot"], name="watch_once_per_user")]
 
     def __str__(self) -> str:
-        return f"{self.user_id} watches {self.lot_id}"
+        return f"{self.user.username} watches {self.lot.title}"
 
 
 class RegistrationStatus(models.TextChoices):
@@ -191,7 +192,7 @@ class Registration(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Paddle {self.paddle_number} ({self.user_id}) in {self.auction_id}"
+        return f"Paddle {self.paddle_number} ({self.user.username}) in {self.auction.title}"
 
 
 class LotAlias(models.Model):
@@ -209,6 +210,7 @@ class LotAlias(models.Model):
     label = models.CharField(max_length=32)
 
     class Meta:
+        verbose_name_plural = "lot aliases"
         ordering = ["lot", "number"]
         constraints = [
             models.UniqueConstraint(fields=["lot", "user"], name="lot_alias_once_per_bidder"),
@@ -242,7 +244,7 @@ class LotEvent(models.Model):
         constraints = [models.UniqueConstraint(fields=["lot", "seq"], name="lot_event_seq_unique")]
 
     def __str__(self) -> str:
-        return f"{self.type} #{self.seq} of lot {self.lot_id}"
+        return f"{self.type} #{self.seq} of {self.lot.title}"
 
 
 class EmailState(models.TextChoices):

@@ -17,7 +17,7 @@ from django.utils.dateparse import parse_datetime
 
 from lots import services
 from lots.exceptions import LotActionRefused
-from lots.models import Lot, LotStatus
+from lots.models import Auction, Lot, LotAlias, LotEvent, LotStatus, Watch
 from testsupport.bidding import bid, lot_events
 
 pytestmark = pytest.mark.django_db
@@ -351,3 +351,23 @@ def test_deleting_lots_without_bids_goes_through_the_service(admin, make_lot):
     assert (single.status_code, bulk.status_code) == (302, 302)
     assert sorted(c.kwargs["lot_id"] for c in delete.call_args_list) == sorted([one.pk, two.pk])
     assert not Lot.objects.filter(pk__in=[one.pk, two.pk]).exists()
+
+
+def test_the_admin_index_names_watches_properly(admin):
+    page = admin.get("/admin/").content.decode()
+
+    assert "Watches" in page
+    assert "Watchs" not in page
+
+
+def test_records_are_labelled_by_name_not_id(make_lot, bidder, staff_user):
+    lot = make_lot(title="Vintage watch")
+    services.watch_lot(lot_id=lot.pk, user=bidder)
+    sale = Auction.objects.create(title="Spring sale", slug="spring")
+    registration = services.register_for_auction(auction_id=sale.pk, user=bidder)
+    services.update_lot(lot_id=lot.pk, actor=staff_user, changes={"title": "Vintage watch"})
+
+    assert str(Watch.objects.get(lot=lot)) == "alice watches Vintage watch"
+    assert str(registration) == f"Paddle {registration.paddle_number} (alice) in Spring sale"
+    assert str(LotEvent.objects.get(lot=lot)) == "LOT_UPDATED #1 of Vintage watch"
+    assert LotAlias._meta.verbose_name_plural == "lot aliases"
