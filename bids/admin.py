@@ -1,10 +1,43 @@
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.template.response import TemplateResponse
 
 from bids import services
 from bids.models import Bid, ChatMessage
 from lots.admin import LotAdmin, ReadOnlyAdmin, RegistrationAdmin
 from lots.models import Lot, Registration
 from ops.exceptions import DomainError
+
+
+@admin.action(description="Void the selected bids' bidders' bids on those lots")
+def void_bidders_bids(modeladmin, request, queryset):
+    """Each selected bid's bidder loses every bid on its lot, through `void_bids` as a registration's void:
+    the lot's other bids replayed, its price and leader recomputed, events sent after commit. Asks first."""
+    targets = {(row.lot_id, row.bidder_id): row for row in queryset.select_related("lot", "bidder")}
+    if request.POST.get("post") != "yes":
+        return TemplateResponse(
+            request,
+            "admin/bids/bid/void_bids_confirmation.html",
+            {
+                **modeladmin.admin_site.each_context(request),
+                "title": "Void bids?",
+                "opts": modeladmin.model._meta,
+                "targets": sorted(targets.values(), key=lambda row: (row.lot_id, row.bidder.username)),
+                "selected": list(queryset.values_list("pk", flat=True)),
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+    for (lot_id, bidder_id), row in sorted(targets.items()):
+        target = f"{row.bidder.username} on {row.lot.title}"
+        try:
+            voided = services.void_bids(lot_id=lot_id, bidder_id=bidder_id, actor=request.user)
+        except DomainError as exc:
+            modeladmin.message_user(request, f"{target}: {exc.message} ({exc.code})", messages.WARNING)
+            continue
+        if voided:
+            modeladmin.message_user(request, f"Voided {voided} bid(s) of {target}.", messages.SUCCESS)
+        else:
+            modeladmin.message_user(request, f"{target}: no standing bids to void.", messages.INFO)
 
 
 @admin.register(Bid)
@@ -24,6 +57,7 @@ class BidAdmin(ReadOnlyAdmin):
     list_filter = ("is_proxy", "is_buy_now", "void_reason")
     search_fields = ("lot__title", "bidder__username")
     list_select_related = ("lot", "bidder")
+    actions = [void_bidders_bids]
 
 
 @admin.action(description="Hide selected messages")
