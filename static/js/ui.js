@@ -106,7 +106,7 @@ export function notify(text, { kind = "info", lotId = null } = {}) {
   const region = $("#notices");
   const notice = el(
     "div",
-    { class: `notice notice-${kind}`, "data-kind": kind },
+    { class: `notice notice-${kind}`, "data-kind": kind, "data-lot-id": lotId },
     el("p", { text }),
     lotId && location.pathname !== `/lots/${lotId}/` ? el("a", { href: `/lots/${Number(lotId)}/`, text: "View lot" }) : null,
     el("button", { type: "button", class: "notice-close", "aria-label": "Dismiss", text: "×", onclick: () => notice.remove() }),
