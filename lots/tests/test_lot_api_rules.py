@@ -392,3 +392,12 @@ def test_anonymous_readers_are_barred_from_nothing_and_see_the_sale_s_title(make
 
     assert shown["bidding_barred"] is None
     assert (shown["auction"], shown["auction_title"]) == (sale.slug, sale.title)
+
+
+def test_my_bids_carry_their_lot_s_currency(make_lot, bidder, client_for):
+    lot = make_lot()
+    client_for(bidder).post(f"/api/lots/{lot.pk}/bids/", {"amount": "20.00"}, format="json")
+
+    rows = client_for(bidder).get("/api/users/me/bids/").json()["results"]
+
+    assert [(row["amount"], row["currency"]) for row in rows] == [("20.00", lot.currency)]
