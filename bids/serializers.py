@@ -50,6 +50,7 @@ class MyBidSerializer(serializers.ModelSerializer):
     max_amount = MoneyField(read_only=True, allow_null=True)
     lot_title = serializers.CharField(source="lot.title", read_only=True)
     lot_status = serializers.SerializerMethodField()
+    currency = serializers.CharField(source="lot.currency", read_only=True)
 
     class Meta:
         model = Bid
@@ -58,6 +59,7 @@ class MyBidSerializer(serializers.ModelSerializer):
             "lot",
             "lot_title",
             "lot_status",
+            "currency",
             "amount",
             "max_amount",
             "is_proxy",

@@ -50,6 +50,18 @@ def list_visible_lots(*, user) -> QuerySet[Lot]:
     return lots
 
 
+def bidding_barred(lot: Lot, user) -> str | None:
+    """Why `user` may never bid on `lot`, whatever its state: `own_lot` or `staff_cannot_bid`; None if nothing bars them.
+
+    The bid path applies it under the lot's lock; the lot's page uses it to say so before anyone clicks.
+    """
+    if lot.seller_id == user.pk:
+        return "own_lot"
+    if user.is_staff and not settings.AUCTION_STAFF_CAN_BID:
+        return "staff_cannot_bid"
+    return None
+
+
 def is_lot_visible(*, lot_id: int, user) -> bool:
     return Lot.objects.filter(visible_to(user), pk=lot_id).exists()
 

@@ -7,7 +7,7 @@ from lots import pricing
 from lots.events import lot_min_next_bid
 from lots.fields import MoneyField
 from lots.models import Auction, Lot, LotStatus, Notification, Registration
-from lots.selectors import effective_status, effective_winner, get_aliases, list_visible_lots
+from lots.selectors import bidding_barred, effective_status, effective_winner, get_aliases, list_visible_lots
 
 ALIAS_FIELD = {
     "type": "string",
@@ -46,6 +46,7 @@ class LotSerializer(serializers.ModelSerializer):
     high_bidder_username = serializers.SerializerMethodField()
     winner_username = serializers.SerializerMethodField()
     auction = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    auction_title = serializers.CharField(source="auction.title", read_only=True, allow_null=True)
     starting_price = MoneyField()
     current_price = MoneyField(allow_null=True)
     buy_now_price = MoneyField(allow_null=True)
@@ -57,6 +58,7 @@ class LotSerializer(serializers.ModelSerializer):
     has_reserve = serializers.SerializerMethodField()
     reserve_price = serializers.SerializerMethodField()
     requires_registration = serializers.SerializerMethodField()
+    bidding_barred = serializers.SerializerMethodField()
 
     class Meta:
         model = Lot
@@ -68,6 +70,7 @@ class LotSerializer(serializers.ModelSerializer):
             "status",
             "currency",
             "auction",
+            "auction_title",
             "lot_number",
             "seller",
             "starting_price",
@@ -87,6 +90,7 @@ class LotSerializer(serializers.ModelSerializer):
             "hard_ends_at",
             "soft_close_seconds",
             "requires_registration",
+            "bidding_barred",
             "winner",
             "winner_username",
             "final_price",
@@ -156,6 +160,21 @@ class LotSerializer(serializers.ModelSerializer):
     @extend_schema_field({"type": "string", "format": "decimal"})
     def get_min_next_bid(self, lot: Lot) -> str:
         return f"{lot_min_next_bid(lot):.2f}"
+
+    @extend_schema_field(
+        {
+            "type": "string",
+            "enum": ["own_lot", "staff_cannot_bid"],
+            "nullable": True,
+            "description": "Why you may never bid on this lot (your own lot; a staff account): the code a bid would "
+            "be refused with. Null if nothing bars you, or when not logged in.",
+        }
+    )
+    def get_bidding_barred(self, lot: Lot) -> str | None:
+        viewer = viewer_of(self)
+        if viewer is None or not viewer.is_authenticated:
+            return None
+        return bidding_barred(lot, viewer)
 
     def get_requires_registration(self, lot: Lot) -> bool:
         return bool(lot.auction_id and lot.auction.requires_registration)

@@ -49,11 +49,17 @@ def test_two_bidders_see_each_other_live_and_the_lot_end_with_its_winner(api, op
     expect(alice_page.locator("#bid-history li").nth(1)).to_contain_text("Bidder 1 (you)")
     expect(alice_page.locator("#lot-leader")).to_have_text("Highest bidder: Bidder 2")
     expect(alice_page.locator("#notices")).to_contain_text("You've been outbid on “Art deco lamp”")
+    # The newest state wins: the green "highest" message gives way to the outbid one.
+    expect(alice_page.locator("#bid-message")).to_have_text("You've been outbid: the price is now $10.50.")
+    expect(alice_page.locator("#bid-message")).to_have_attribute("data-kind", "warning")
 
     place_bid(alice_page, "11.00")
+    expect(alice_page.locator("#bid-message")).to_have_text("Your bid of $11.00 is the highest.")
+    # Leading again, the outbid notice about this lot goes.
+    expect(alice_page.locator('#notices .notice[data-kind="outbid"]')).to_have_count(0)
     expect(bob_page.locator("#lot-price")).to_have_text("$11.00")
     expect(bob_page.locator("#notices")).to_contain_text(
-        "You've been outbid on “Art deco lamp”. The price is now 11.00."
+        "You've been outbid on “Art deco lamp”. The price is now $11.00."
     )
     expect(alice_page.locator("#lot-leader")).to_have_text("You're the highest bidder")
     expect(alice_page.locator("#bid-history li")).to_have_count(3)
@@ -66,12 +72,17 @@ def test_two_bidders_see_each_other_live_and_the_lot_end_with_its_winner(api, op
     for page in (alice_page, bob_page):
         expect(page.locator("#countdown-label")).to_have_text("Ended")
         expect(page.locator("#bid-form")).to_be_hidden()
-    expect(alice_page.locator("#notices")).to_contain_text("You won “Art deco lamp” for 11.00.")
+        # Nothing left to watch on an ended lot.
+        expect(page.locator("#lot-watching")).to_be_hidden()
+        expect(page.locator("#watch-toggle")).to_be_hidden()
+    expect(alice_page.locator("#notices")).to_contain_text("You won “Art deco lamp” for $11.00.")
     screenshot(bob_page, "lot-desktop-ended")
 
     alice_page.goto("/me/")
     expect(alice_page.locator("#my-won")).to_contain_text("Art deco lamp")
     expect(alice_page.locator("#my-bids tbody tr")).to_have_count(2)
+    # Amounts carry their lot's currency.
+    expect(alice_page.locator("#my-bids tbody tr").first).to_contain_text("$11.00")
     screenshot(alice_page, "me-desktop")
 
 

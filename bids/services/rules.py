@@ -13,7 +13,10 @@ from bids import statements
 from bids.exceptions import BidderRefused, BidRejected, BidsRateLimited, InvalidBid
 from lots.models import Lot, LotStatus, RegistrationStatus
 from lots.pricing import currency_places
+from lots.selectors import bidding_barred
 from ops.ratelimit import take_allowance
+
+BARRED_MESSAGES = {"own_lot": "You cannot bid on your own lot.", "staff_cannot_bid": "Staff accounts may not bid."}
 
 
 def ensure_can_bid(*, lot: Lot, bidder, now: datetime, registration: str | None) -> None:
@@ -26,10 +29,9 @@ def ensure_can_bid(*, lot: Lot, bidder, now: datetime, registration: str | None)
     if now >= lot.ends_at:
         # The clock may not have closed it yet; the end time decides.
         raise BidRejected("lot_closed", "Bidding on this lot has ended.")
-    if lot.seller_id == bidder.pk:
-        raise BidRejected("own_lot", "You cannot bid on your own lot.")
-    if bidder.is_staff and not settings.AUCTION_STAFF_CAN_BID:
-        raise BidRejected("staff_cannot_bid", "Staff accounts may not bid.")
+    barred = bidding_barred(lot, bidder)
+    if barred:
+        raise BidRejected(barred, BARRED_MESSAGES[barred])
     if lot.auction_id and lot.auction.requires_registration:
         _ensure_approved(registration)
 

@@ -353,3 +353,51 @@ def test_plain_amounts_are_taken(make_lot, bidder, client_for, amount, stored):
 
     assert response.status_code == 201, response.content
     assert response.json()["bid"]["amount"] == stored
+
+
+# --- Who may never bid, said before the bid (issue 19) ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("who", "staff_can_bid", "barred"),
+    [
+        ("seller", False, "own_lot"),
+        ("staff_user", False, "staff_cannot_bid"),
+        ("staff_user", True, None),
+        ("bidder", False, None),
+    ],
+)
+def test_a_lot_says_who_may_never_bid_on_it_as_the_bid_would_be_refused(
+    make_lot, client_for, request, settings, who, staff_can_bid, barred
+):
+    settings.AUCTION_STAFF_CAN_BID = staff_can_bid
+    lot = make_lot()
+    user = request.getfixturevalue(who)
+
+    shown = client_for(user).get(f"/api/lots/{lot.pk}/").json()
+    refused = client_for(user).post(f"/api/lots/{lot.pk}/bids/", {"amount": "20.00"}, format="json")
+
+    assert shown["bidding_barred"] == barred
+    if barred:
+        assert refused.json()["code"] == barred
+    else:
+        assert refused.status_code == 201, refused.content
+
+
+def test_anonymous_readers_are_barred_from_nothing_and_see_the_sale_s_title(make_lot, api_client, sale):
+    lot = make_lot()
+    Lot.objects.filter(pk=lot.pk).update(auction=sale)
+
+    shown = api_client.get(f"/api/lots/{lot.pk}/").json()
+
+    assert shown["bidding_barred"] is None
+    assert (shown["auction"], shown["auction_title"]) == (sale.slug, sale.title)
+
+
+def test_my_bids_carry_their_lot_s_currency(make_lot, bidder, client_for):
+    lot = make_lot()
+    client_for(bidder).post(f"/api/lots/{lot.pk}/bids/", {"amount": "20.00"}, format="json")
+
+    rows = client_for(bidder).get("/api/users/me/bids/").json()["results"]
+
+    assert [(row["amount"], row["currency"]) for row in rows] == [("20.00", lot.currency)]

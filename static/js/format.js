@@ -45,12 +45,26 @@ export function duration(ms) {
   return `${seconds}s`;
 }
 
+// Times a person acts on (an end, a start) carry their zone: the reader may not be where the sale is.
+const DATE_TIME = { year: "numeric", month: "short", day: "numeric", hour: "numeric", minute: "2-digit", timeZoneName: "short" };
+
 export function dateTime(iso) {
-  return iso ? new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }) : "";
+  return iso ? new Date(iso).toLocaleString(undefined, DATE_TIME) : "";
 }
 
 export function timeOfDay(iso) {
-  return iso ? new Date(iso).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" }) : "";
+  return iso
+    ? new Date(iso).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short" })
+    : "";
+}
+
+// A moment in a list (bid history): the time alone today, the date too on other days.
+export function whenShort(iso, now = Date.now()) {
+  if (!iso) return "";
+  const at = new Date(iso);
+  const time = { hour: "2-digit", minute: "2-digit", second: "2-digit" };
+  if (at.toDateString() === new Date(now).toDateString()) return at.toLocaleTimeString(undefined, time);
+  return at.toLocaleString(undefined, { month: "short", day: "numeric", ...time });
 }
 
 // Countdowns run on the server's time: the offset comes from `server_time`

@@ -91,9 +91,9 @@ export async function initPage() {
 // --- Notices ----------------------------------------------------------------
 
 const NOTICE_TEXT = {
-  OUTBID: (n) => `You've been outbid on “${n.title}”. The price is now ${money(n.current_price)}.`,
-  WON: (n) => `You won “${n.title}” for ${money(n.final_price)}.`,
-  LOT_SOLD: (n) => `“${n.title}” sold to ${n.winner} for ${money(n.final_price)}.`,
+  OUTBID: (n) => `You've been outbid on “${n.title}”. The price is now ${money(n.current_price, n.currency)}.`,
+  WON: (n) => `You won “${n.title}” for ${money(n.final_price, n.currency)}.`,
+  LOT_SOLD: (n) => `“${n.title}” sold to ${n.winner} for ${money(n.final_price, n.currency)}.`,
   LOT_UNSOLD: (n) => `“${n.title}” ended without a sale.`,
   LOT_CANCELLED: (n) => `“${n.title}” was cancelled.`,
   ENDING_SOON: (n) => `“${n.title}” ends soon.`,
@@ -106,7 +106,7 @@ export function notify(text, { kind = "info", lotId = null } = {}) {
   const region = $("#notices");
   const notice = el(
     "div",
-    { class: `notice notice-${kind}`, "data-kind": kind },
+    { class: `notice notice-${kind}`, "data-kind": kind, "data-lot-id": lotId },
     el("p", { text }),
     lotId && location.pathname !== `/lots/${lotId}/` ? el("a", { href: `/lots/${Number(lotId)}/`, text: "View lot" }) : null,
     el("button", { type: "button", class: "notice-close", "aria-label": "Dismiss", text: "×", onclick: () => notice.remove() }),

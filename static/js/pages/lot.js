@@ -1,7 +1,7 @@
 // The lot page: live price, countdown, bidding over the lot's WebSocket
 // (REST with the same idempotency key when the socket is down or silent).
 import { api, getAll } from "../api.js";
-import { compareMoney, dateTime, duration, isAmount, money, serverClock, timeOfDay } from "../format.js";
+import { compareMoney, dateTime, duration, isAmount, money, serverClock, timeOfDay, whenShort } from "../format.js";
 import { applyEvent, flash, imageOrPlaceholder, isMine, lotPhase, outcomeText, priceText, registrationPanel } from "../lots.js";
 import { LiveSocket } from "../socket.js";
 import { $, connectionBadge, el, initPage, setText, showBanner } from "../ui.js";
@@ -10,7 +10,17 @@ const lotId = Number($("main").dataset.lotId);
 const ANSWER_TIMEOUT_MS = 8000;
 const HISTORY_SIZE = 50;
 
-const state = { lot: null, user: null, phase: null, watching: false, bids: new Map(), replaceHistory: false, pending: new Map() };
+const state = {
+  lot: null,
+  user: null,
+  phase: null,
+  watching: null, // unknown until the watchlist is read
+  bids: new Map(),
+  replaceHistory: false,
+  pending: new Map(),
+  // Whether the bid message says you lead (true), were outbid (false), or speaks of something else (null).
+  messageLeading: null,
+};
 const fmt = (amount) => money(amount, state.lot?.currency);
 // randomUUID needs a secure context; getRandomValues does not.
 const newRequestId = () =>
@@ -76,7 +86,7 @@ function render() {
   if (lot.auction) {
     $("#lot-sale").hidden = false;
     $("#lot-sale-link").href = `/auctions/${encodeURIComponent(lot.auction)}/`;
-    setText("#lot-sale-link", `Sale: ${lot.auction}`);
+    setText("#lot-sale-link", `Sale: ${lot.auction_title || lot.auction}`);
   }
   const status = setText("#lot-status", STATUS_TEXT[lot.status] ?? lot.status);
   status.dataset.status = lot.status;
@@ -99,9 +109,16 @@ function render() {
   result.hidden = phase !== "ended";
   if (phase === "ended") result.textContent = outcomeText(lot);
 
+  // The seller and (by default) staff may never bid here: say so instead of offering a form that refuses.
+  const barred = user && lot.bidding_barred ? REFUSALS[lot.bidding_barred]?.() ?? "You can't bid on this lot." : null;
+  const barredNote = setText("#bid-barred", barred ?? "");
+  barredNote.hidden = !barred || phase === "ended";
   const form = $("#bid-form");
-  form.hidden = !user || phase === "ended";
+  form.hidden = !user || phase === "ended" || Boolean(barred);
   $("#login-prompt").hidden = Boolean(user) || phase === "ended";
+  $("#lot-watching").hidden = phase === "ended";
+  renderWatch();
+  if (phase === "open") followLead(lot, Boolean(leading));
   for (const control of form.elements) control.disabled = phase !== "open";
   if (phase === "upcoming" || phase === "opening") say("Bidding opens when the lot starts.", "info");
   else if (previous === "upcoming" || previous === "opening") say("");
@@ -109,7 +126,7 @@ function render() {
   setText("#buy-now-price", fmt(lot.buy_now_price));
   if ($("#buy-now").hidden) $("#buy-now-confirm").hidden = true;
   prefillAmount();
-  if (user && lot.requires_registration && lot.auction && $("#registration").hidden) {
+  if (user && !barred && lot.requires_registration && lot.auction && $("#registration").hidden) {
     $("#registration").hidden = false;
     registrationPanel($("#registration"), lot.auction);
   }
@@ -200,14 +217,38 @@ function bidItem(bid) {
     el("span", { class: "bid-bidder", text: mine ? `${bid.bidder} (you)` : bid.bidder }),
     bid.is_proxy ? el("span", { class: "pill", text: "auto", title: "Placed automatically, up to the bidder's maximum" }) : null,
     bid.is_buy_now ? el("span", { class: "pill", text: "buy now" }) : null,
-    el("time", { datetime: bid.created_at, text: timeOfDay(bid.created_at) }),
+    el("time", { datetime: bid.created_at, text: whenShort(bid.created_at), title: dateTime(bid.created_at) }),
   );
 }
 
-function say(text, kind = "info") {
+function say(text, kind = "info", leading = null) {
   const message = setText("#bid-message", text);
   message.dataset.kind = kind;
+  state.messageLeading = leading;
 }
+
+// The newest state wins: once the message speaks of your lead, it follows the lead as bids
+// arrive, and an outbid notice about this lot goes once you lead again.
+function followLead(lot, leading) {
+  if (leading) dismissOutbidNotices();
+  if (state.messageLeading === null || state.messageLeading === leading || !lot.high_bidder) return;
+  const price = fmt(lot.current_price);
+  if (leading) say(`You're the highest bidder again, at ${price}.`, "success", true);
+  else say(`You've been outbid: the price is now ${price}.`, "warning", false);
+}
+
+function dismissOutbidNotices() {
+  for (const notice of document.querySelectorAll(`#notices .notice[data-kind="outbid"][data-lot-id="${lotId}"]`)) notice.remove();
+}
+
+// An OUTBID notice may reach the page before the room's NEW_BID, or after a bid that took the lead back.
+document.addEventListener("auction:notice", ({ detail: notice }) => {
+  if (notice.type !== "OUTBID" || Number(notice.lot_id) !== lotId || !state.lot) return;
+  const lot = state.lot;
+  const ahead = lot.current_price !== null && notice.current_price && compareMoney(lot.current_price, notice.current_price) > 0;
+  if (isMine(lot, lot.high_bidder) && ahead) return dismissOutbidNotices();
+  if (state.messageLeading) say(`You've been outbid: the price is now ${fmt(notice.current_price)}.`, "warning", false);
+});
 
 function announce(text) {
   setText("#announcer", text);
@@ -343,7 +384,8 @@ function accepted(result, kind) {
   else if (!result.leading) text = `Your bid of ${amount} stands, but another bidder's maximum is higher: you've been outbid.`;
   else if (result.bid.max_amount) text = `You're the highest bidder at ${amount}, with a secret maximum of ${fmt(result.bid.max_amount)}.`;
   else text = `Your bid of ${amount} is the highest.`;
-  say(result.replayed ? `Already placed. ${text}` : text, result.leading ? "success" : "warning");
+  say(result.replayed ? `Already placed. ${text}` : text, result.leading ? "success" : "warning", Boolean(result.leading));
+  if (result.leading) dismissOutbidNotices();
   $("#bid-max").value = "";
   if (result.min_next_bid && state.lot) {
     state.lot.min_next_bid = result.min_next_bid;
@@ -410,8 +452,10 @@ function setUpForm() {
 
 function renderWatch() {
   const button = $("#watch-toggle");
-  button.hidden = !state.user;
+  // An ended lot has nothing left to watch.
+  button.hidden = !state.user || state.phase === "ended" || state.watching === null;
   button.setAttribute("aria-pressed", String(state.watching));
+  setText("#watch-toggle", state.watching ? "Watching ✓" : "Watch this lot");
 }
 
 async function loadWatching() {

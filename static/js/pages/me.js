@@ -13,9 +13,8 @@ function bidRow(bid) {
     "tr",
     {},
     el("td", {}, el("a", { href: `/lots/${Number(bid.lot)}/`, text: bid.lot_title })),
-    // The bid carries no currency: amounts show as plain decimals.
-    el("td", { class: "num" }, money(bid.amount), ...notes.map((note) => el("span", { class: "pill", text: note }))),
-    el("td", { class: "num", text: money(bid.max_amount) }),
+    el("td", { class: "num" }, money(bid.amount, bid.currency), ...notes.map((note) => el("span", { class: "pill", text: note }))),
+    el("td", { class: "num", text: money(bid.max_amount, bid.currency) }),
     el("td", { text: STATUS_TEXT[bid.lot_status] ?? bid.lot_status }),
     el("td", {}, el("time", { datetime: bid.created_at, text: dateTime(bid.created_at) })),
   );
