@@ -78,6 +78,7 @@ export async function request(method, path, { body, headers } = {}, retried = fa
 export const api = {
   get: (path) => request("GET", path),
   post: (path, body, headers) => request("POST", path, { body, headers }),
+  patch: (path, body) => request("PATCH", path, { body }),
   delete: (path) => request("DELETE", path),
 };
 
