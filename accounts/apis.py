@@ -155,18 +155,17 @@ def _set_token_cookies(response: Response, *, access: str, refresh: str | None) 
         settings.JWT_ACCESS_COOKIE, access, max_age=int(jwt["ACCESS_TOKEN_LIFETIME"].total_seconds()), **common
     )
     if refresh is not None:
+        refresh_max_age = int(jwt["REFRESH_TOKEN_LIFETIME"].total_seconds())
         response.set_cookie(
-            settings.JWT_REFRESH_COOKIE,
-            refresh,
-            max_age=int(jwt["REFRESH_TOKEN_LIFETIME"].total_seconds()),
-            path="/api/auth/cookie/",
-            **common,
+            settings.JWT_REFRESH_COOKIE, refresh, max_age=refresh_max_age, path="/api/auth/cookie/", **common
         )
+        response.set_cookie(settings.JWT_HINT_COOKIE, "1", max_age=refresh_max_age, **{**common, "httponly": False})
 
 
 def _delete_token_cookies(response: Response) -> None:
     response.delete_cookie(settings.JWT_ACCESS_COOKIE, samesite=settings.JWT_COOKIE_SAMESITE)
     response.delete_cookie(settings.JWT_REFRESH_COOKIE, path="/api/auth/cookie/", samesite=settings.JWT_COOKIE_SAMESITE)
+    response.delete_cookie(settings.JWT_HINT_COOKIE, samesite=settings.JWT_COOKIE_SAMESITE)
 
 
 class CsrfApi(APIView):

@@ -1,4 +1,4 @@
-"""The account pages: a forgotten password, the settings, the notifications."""
+"""The account pages: a forgotten password, the settings, the notifications, and a visitor's quiet page loads."""
 
 import email
 import re
@@ -35,6 +35,47 @@ def log_in_on_the_page(page: Page, username: str, password: str, *, name: str | 
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     expect(page.locator("[data-username]")).to_have_text(username)
+
+
+def test_a_visitor_page_load_asks_nothing_that_fails(api, open_page):
+    seller = api.register("seller")
+    slug = f"quiet-sale-{next(api.names)}"
+    api.call("POST", "/api/auctions/", user="staff", data={"title": "Quiet sale", "slug": slug})
+    lot = api.create_lot(seller, title="Carriage clock")
+    live_pages = ["/", f"/lots/{lot['id']}/", f"/auctions/{slug}/"]
+    # The pages for the logged in send a visitor to the log-in page.
+    pages = [*live_pages, "/login/", "/register/", "/forgot-password/", "/me/", "/account/", "/notifications/"]
+
+    for path in pages:
+        page = open_page(None)
+        failures, console_errors = [], []
+        page.on("response", lambda response, failures=failures: response.status >= 400 and failures.append(response))
+        page.on("console", lambda message, errors=console_errors: message.type == "error" and errors.append(message))
+        page.goto(path)
+        expect(page.locator(".nav a[data-login-link]")).to_be_visible()
+        if path in live_pages:
+            expect(page.locator("#connection")).to_have_text("Live")
+        assert [(response.status, response.url) for response in failures] == [], path
+        assert [message.text for message in console_errors] == [], path
+
+
+def test_a_session_is_still_refreshed_and_a_log_out_makes_pages_quiet_again(api, open_page):
+    alice = api.register("alice")
+    page = open_page(None, user=alice)
+    # The access cookie expired (the browser dropped it): the page refreshes the session silently.
+    page.context.clear_cookies(name="access_token")
+    page.goto("/account/")
+    expect(page.locator("[data-username]")).to_have_text(alice)
+    expect(page).to_have_url(re.compile(r"/account/$"))
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page.locator(".nav a[data-login-link]")).to_be_visible()
+    assert "signed_in" not in {cookie["name"] for cookie in page.context.cookies()}
+    asked = []
+    page.on("request", lambda request: "/api/users/me/" in request.url and asked.append(request.url))
+    page.reload()
+    expect(page.locator(".nav a[data-login-link]")).to_be_visible()
+    assert asked == []
 
 
 def test_a_forgotten_password_is_reset_from_the_emailed_link(api, open_page, auction_server):
