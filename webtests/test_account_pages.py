@@ -185,6 +185,7 @@ def test_account_settings_turn_e_mails_off_and_change_the_address_and_the_passwo
         "Your password has been changed. Your other devices have been logged out."
     )
     expect(current).to_have_value("")
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky header would cover the top of the full-page shot
     screenshot(page, "account-desktop")
 
     # This page stays logged in; the other device does not.
