@@ -16,10 +16,12 @@ from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 from rest_framework_simplejwt.views import TokenObtainPairView
 
 from accounts import services
-from accounts.authentication import enforce_csrf
+from accounts.authentication import CookieJWTAuthentication, enforce_csrf
 from accounts.serializers import (
     DetailSerializer,
     LogoutSerializer,
+    PasswordChangedSerializer,
+    PasswordChangeSerializer,
     PasswordResetConfirmSerializer,
     PasswordResetRequestSerializer,
     RegisterSerializer,
@@ -27,7 +29,7 @@ from accounts.serializers import (
     UserSerializer,
     WsTicketSerializer,
 )
-from accounts.throttling import LoginThrottle, PasswordResetThrottle, RegistrationThrottle
+from accounts.throttling import LoginThrottle, PasswordChangeThrottle, PasswordResetThrottle, RegistrationThrottle
 
 
 class RegisterApi(APIView):
@@ -59,6 +61,26 @@ class MeApi(generics.RetrieveUpdateAPIView):
 
     def perform_update(self, serializer: UserSerializer) -> None:
         services.update_profile(user=serializer.instance, **serializer.validated_data)
+
+
+class PasswordChangeApi(APIView):
+    """Changes the caller's password and ends their every session but the new one it answers with."""
+
+    permission_classes = [permissions.IsAuthenticated]
+    throttle_classes = [PasswordChangeThrottle]
+
+    @extend_schema(request=PasswordChangeSerializer, responses={200: PasswordChangedSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = PasswordChangeSerializer(data=request.data, context={"user": request.user})
+        serializer.is_valid(raise_exception=True)
+        refresh = services.change_own_password(user=request.user, **serializer.validated_data)
+        tokens = {"access": str(refresh.access_token), "refresh": str(refresh)}
+        if isinstance(request.successful_authenticator, CookieJWTAuthentication):
+            # The page that asked stays logged in; its tokens stay out of reach of scripts.
+            response = Response({"detail": "Your password has been changed."})
+            _set_token_cookies(response, **tokens)
+            return response
+        return Response({"detail": "Your password has been changed.", **tokens})
 
 
 class PasswordResetApi(APIView):
@@ -133,18 +155,17 @@ def _set_token_cookies(response: Response, *, access: str, refresh: str | None) 
         settings.JWT_ACCESS_COOKIE, access, max_age=int(jwt["ACCESS_TOKEN_LIFETIME"].total_seconds()), **common
     )
     if refresh is not None:
+        refresh_max_age = int(jwt["REFRESH_TOKEN_LIFETIME"].total_seconds())
         response.set_cookie(
-            settings.JWT_REFRESH_COOKIE,
-            refresh,
-            max_age=int(jwt["REFRESH_TOKEN_LIFETIME"].total_seconds()),
-            path="/api/auth/cookie/",
-            **common,
+            settings.JWT_REFRESH_COOKIE, refresh, max_age=refresh_max_age, path="/api/auth/cookie/", **common
         )
+        response.set_cookie(settings.JWT_HINT_COOKIE, "1", max_age=refresh_max_age, **{**common, "httponly": False})
 
 
 def _delete_token_cookies(response: Response) -> None:
     response.delete_cookie(settings.JWT_ACCESS_COOKIE, samesite=settings.JWT_COOKIE_SAMESITE)
     response.delete_cookie(settings.JWT_REFRESH_COOKIE, path="/api/auth/cookie/", samesite=settings.JWT_COOKIE_SAMESITE)
+    response.delete_cookie(settings.JWT_HINT_COOKIE, samesite=settings.JWT_COOKIE_SAMESITE)
 
 
 class CsrfApi(APIView):

@@ -80,6 +80,32 @@ class PasswordResetConfirmSerializer(serializers.Serializer):
         return attrs
 
 
+class PasswordChangeSerializer(serializers.Serializer):
+    current_password = serializers.CharField(max_length=128, write_only=True)
+    new_password = serializers.CharField(max_length=128, write_only=True)
+    new_password_confirm = serializers.CharField(max_length=128, write_only=True)
+
+    def validate(self, attrs: dict) -> dict:
+        if attrs["new_password"] != attrs["new_password_confirm"]:
+            raise serializers.ValidationError(
+                {"new_password_confirm": ["The two passwords do not match."]}, code="password_mismatch"
+            )
+        try:
+            validate_password(attrs["new_password"], user=self.context["user"])
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"new_password": list(exc.messages)}, code="weak_password") from exc
+        attrs.pop("new_password_confirm")
+        return attrs
+
+
+class PasswordChangedSerializer(serializers.Serializer):
+    """The caller's new session: in the body for bearer clients, in the cookies (and not here) for the pages."""
+
+    detail = serializers.CharField()
+    access = serializers.CharField(required=False)
+    refresh = serializers.CharField(required=False)
+
+
 class LogoutSerializer(serializers.Serializer):
     refresh = serializers.CharField()
 

@@ -130,6 +130,19 @@ def change_password(*, user, new_password: str | None):
 
 
 @transaction.atomic
+def change_own_password(*, user, current_password: str, new_password: str) -> RefreshToken:
+    """Check the current password, set the new one and end every session; returns a new session for the caller.
+
+    Locks the user's row. Raises `wrong_password`.
+    """
+    user = User.objects.select_for_update().get(pk=user.pk)
+    if not user.check_password(current_password):
+        raise InvalidInput("wrong_password", "Your current password is not right.")
+    change_password(user=user, new_password=new_password)
+    return RefreshToken.for_user(user)
+
+
+@transaction.atomic
 def deactivate_user(*, user_id: int) -> None:
     """Deactivate the account and close its open sockets (the services refuse its writes: `account_inactive`)."""
     User.objects.filter(pk=user_id).update(is_active=False)

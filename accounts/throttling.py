@@ -95,6 +95,13 @@ class LoginThrottle(_AllowanceThrottle):
         return take_login_attempt(address=client_address(request), username=_field(request, "username"))
 
 
+class PasswordChangeThrottle(_AllowanceThrottle):
+    """Guesses of the current password count as log-in attempts on the account (throttles run after authentication)."""
+
+    def take(self, request: Request) -> int:
+        return take_login_attempt(address=client_address(request), username=request.user.get_username())
+
+
 class RegistrationThrottle(_AllowanceThrottle):
     """Registrations share the log-ins' per-address allowance."""
 

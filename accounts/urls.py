@@ -21,4 +21,5 @@ auth_urlpatterns = [
 
 users_urlpatterns = [
     path("me/", apis.MeApi.as_view(), name="me"),
+    path("me/password/", apis.PasswordChangeApi.as_view(), name="me-password"),
 ]

@@ -206,6 +206,9 @@ JWT_ACCESS_COOKIE = "access_token"
 JWT_REFRESH_COOKIE = "refresh_token"
 JWT_COOKIE_SECURE = env.bool("JWT_COOKIE_SECURE", SESSION_COOKIE_SECURE)
 JWT_COOKIE_SAMESITE = env.str("JWT_COOKIE_SAMESITE", "Lax")
+# Beside them, readable by scripts and holding no secret: a page asks who is
+# logged in only when it is set, so a visitor's page load makes no request that fails.
+JWT_HINT_COOKIE = "signed_in"
 
 # A WebSocket ticket is single-use and short-lived, so no long-lived token
 # has to travel in a URL.

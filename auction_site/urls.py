@@ -26,6 +26,11 @@ page_urlpatterns = [
     path("me/", page("me.html"), name="page-me"),
     path("login/", page("login.html"), name="page-login"),
     path("register/", page("register.html"), name="page-register"),
+    path("forgot-password/", page("forgot_password.html"), name="page-forgot-password"),
+    # The link in the password-reset e-mail (accounts.services.request_password_reset).
+    path("reset-password/", page("reset_password.html"), name="page-reset-password"),
+    path("account/", page("account.html"), name="page-account"),
+    path("notifications/", page("notifications.html"), name="page-notifications"),
 ]
 
 urlpatterns = [

@@ -79,6 +79,7 @@ def _message(notification: Notification) -> EmailMultiAlternatives:
         "lot_url": f"{site}/lots/{payload['lot_id']}/"
         if "lot_id" in payload
         else f"{site}/auctions/{payload['auction']}/",
+        "settings_url": f"{site}/account/",
     }
     subject = SUBJECTS[notification.type].format(title=notification.payload.get("title", "your lot"))
     message = EmailMultiAlternatives(

@@ -49,6 +49,8 @@ expect.set_options(timeout=30_000)
 class AuctionServer:
     url: str
     log_path: Path
+    # Where the server's e-mails land, a file per connection (Django's file backend).
+    mail_dir: Path
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -81,6 +83,8 @@ def auction_server(tmp_path_factory):
         THROTTLE_LOGIN_ACCOUNT="1000/minute",
         DJANGO_SUPERUSER_PASSWORD=PASSWORD,
         PYTHONUNBUFFERED="1",
+        EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+        EMAIL_FILE_PATH=str(workdir / "mail"),
     )
     manage = [sys.executable, str(BASE_DIR / "manage.py")]
     run = {"env": env, "cwd": BASE_DIR, "check": True, "capture_output": True}
@@ -101,7 +105,7 @@ def auction_server(tmp_path_factory):
         )
     try:
         _wait_until_listening(port, process, log_path)
-        yield AuctionServer(url=f"http://127.0.0.1:{port}", log_path=log_path)
+        yield AuctionServer(url=f"http://127.0.0.1:{port}", log_path=log_path, mail_dir=workdir / "mail")
     finally:
         process.terminate()
         try:

@@ -19,6 +19,7 @@ ME = "/api/users/me/"
 
 ACCESS_COOKIE = settings.JWT_ACCESS_COOKIE
 REFRESH_COOKIE = settings.JWT_REFRESH_COOKIE
+HINT_COOKIE = settings.JWT_HINT_COOKIE
 
 
 def csrf_token(browser) -> str:
@@ -78,6 +79,17 @@ def test_login_sets_httponly_cookies_and_returns_the_user(browser, bidder):
     # The refresh token only travels to the cookie endpoints.
     assert refresh["path"] == "/api/auth/cookie/"
     assert refresh["max-age"] == int(settings.SIMPLE_JWT["REFRESH_TOKEN_LIFETIME"].total_seconds())
+
+
+def test_login_sets_a_readable_hint_that_lives_as_long_as_the_refresh_token(browser, bidder):
+    hint = log_in(browser).cookies[HINT_COOKIE]
+
+    # The pages' scripts read it (static/js/api.js): it holds no secret.
+    assert hint.value == "1"
+    assert not hint["httponly"]
+    assert hint["path"] == "/"
+    assert hint["samesite"] == settings.JWT_COOKIE_SAMESITE
+    assert hint["max-age"] == int(settings.SIMPLE_JWT["REFRESH_TOKEN_LIFETIME"].total_seconds())
 
 
 def test_login_with_email(browser, bidder):
@@ -191,6 +203,10 @@ def test_refresh_rotates_the_cookies(logged_in, bidder):
     assert response.cookies[ACCESS_COOKIE].value != old_access
     assert AccessToken(response.cookies[ACCESS_COOKIE].value)["user_id"] == str(bidder.pk)
     assert BlacklistedToken.objects.filter(token__jti=jti(old_refresh)).exists()
+    # The rotated refresh token lives on: so does the hint.
+    assert response.cookies[HINT_COOKIE]["max-age"] == int(
+        settings.SIMPLE_JWT["REFRESH_TOKEN_LIFETIME"].total_seconds()
+    )
 
 
 def test_refresh_with_a_reused_cookie(logged_in):
@@ -242,7 +258,7 @@ def test_logout_clears_the_cookies_and_blacklists_the_refresh_token(logged_in):
     response = logged_in.post(LOGOUT, HTTP_X_CSRFTOKEN=csrf_token(logged_in))
 
     assert response.status_code == 200
-    for name, path in ((ACCESS_COOKIE, "/"), (REFRESH_COOKIE, "/api/auth/cookie/")):
+    for name, path in ((ACCESS_COOKIE, "/"), (REFRESH_COOKIE, "/api/auth/cookie/"), (HINT_COOKIE, "/")):
         assert response.cookies[name].value == ""
         assert response.cookies[name]["max-age"] == 0
         assert response.cookies[name]["path"] == path
@@ -259,6 +275,7 @@ def test_logout_without_a_valid_cookie_still_clears(browser, cookie):
 
     assert response.status_code == 200
     assert response.cookies[ACCESS_COOKIE]["max-age"] == 0
+    assert response.cookies[HINT_COOKIE]["max-age"] == 0
 
 
 def test_logout_needs_csrf(logged_in):

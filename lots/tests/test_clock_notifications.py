@@ -105,7 +105,9 @@ def test_every_notification_is_stored_and_emailed_exactly_once(
 
 
 @pytest.mark.django_db
-def test_the_email_tells_what_happened_and_links_to_the_lot(settings, make_lot, bidder, other_bidder, mailoutbox):
+def test_the_email_tells_what_happened_and_links_to_the_lot_and_the_settings(
+    settings, make_lot, bidder, other_bidder, mailoutbox
+):
     lot = make_lot(title="Clock", ends_at=in_seconds(60))
     bid(lot, bidder, "10.00")
     bid(lot, other_bidder, "12.00")
@@ -119,6 +121,10 @@ def test_the_email_tells_what_happened_and_links_to_the_lot(settings, make_lot, 
     assert lot_url in outbid.body
     html, mimetype = outbid.alternatives[0]
     assert mimetype == "text/html" and f'href="{lot_url}"' in html
+    # Where to turn them off: the account settings page.
+    settings_url = f"{django_settings.FRONTEND_URL.rstrip('/')}/account/"
+    assert f"You can turn these e-mails off in your account settings: {settings_url}" in outbid.body
+    assert f'<a href="{settings_url}">account settings</a>' in html
 
 
 @pytest.mark.django_db

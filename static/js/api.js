@@ -78,6 +78,7 @@ export async function request(method, path, { body, headers } = {}, retried = fa
 export const api = {
   get: (path) => request("GET", path),
   post: (path, body, headers) => request("POST", path, { body, headers }),
+  patch: (path, body) => request("PATCH", path, { body }),
   delete: (path) => request("DELETE", path),
 };
 
@@ -95,14 +96,22 @@ export async function getAll(path, maxPages = 5) {
 
 // --- The session ----------------------------------------------------------
 
+// Set beside the token cookies at log-in and refresh, cleared at log-out (accounts/apis.py).
+const SESSION_HINT_COOKIE = "signed_in";
 let userPromise = null;
 
-// The logged-in user, or null for a visitor.
+// The logged-in user, or null for a visitor. Without the hint there is no session
+// to ask about: a visitor's page makes no request that would fail with 401.
 export function currentUser() {
+  if (!readCookie(SESSION_HINT_COOKIE)) userPromise ??= Promise.resolve(null);
   userPromise ??= api.get("/api/users/me/").catch((error) => {
-    if (error.status === 401 || error.status === 403) return null;
-    userPromise = null;
-    throw error;
+    if (error.status !== 401 && error.status !== 403) {
+      userPromise = null;
+      throw error;
+    }
+    // The session is gone for good (the refresh failed too): ask no more.
+    document.cookie = `${SESSION_HINT_COOKIE}=; Max-Age=0; Path=/; SameSite=Lax`;
+    return null;
   });
   return userPromise;
 }

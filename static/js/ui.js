@@ -60,6 +60,37 @@ export function connectionBadge(selector) {
   };
 }
 
+// --- Forms ----------------------------------------------------------------------
+
+// The form's own message line (its `.message`): what went wrong, or what was done.
+export function formMessage(form, text, kind = "error") {
+  const message = $(".message", form);
+  message.textContent = text;
+  message.dataset.kind = kind;
+  message.hidden = !text;
+}
+
+export function setBusy(form, busy) {
+  form.querySelector("button[type=submit]").disabled = busy;
+  form.setAttribute("aria-busy", String(busy));
+}
+
+// The message under field `name` (its `#<name>-error`), and the field marked invalid while there is one.
+export function fieldError(form, name, text) {
+  document.getElementById(`${name}-error`).textContent = text;
+  if (text) form.elements[name].setAttribute("aria-invalid", "true");
+  else form.elements[name].removeAttribute("aria-invalid");
+}
+
+// The API's field errors (`errors` of a 400) under those of `names` they name; the first one marked gets the focus.
+// Returns the names marked.
+export function showFieldErrors(form, error, names) {
+  const invalid = names.filter((name) => error.body.errors?.[name]);
+  invalid.forEach((name) => fieldError(form, name, [].concat(error.body.errors[name]).join(" ")));
+  if (invalid.length) form.elements[invalid[0]].focus();
+  return invalid;
+}
+
 // --- Navigation and the session -------------------------------------------
 
 export async function initPage() {
@@ -90,7 +121,7 @@ export async function initPage() {
 
 // --- Notices ----------------------------------------------------------------
 
-const NOTICE_TEXT = {
+export const NOTICE_TEXT = {
   OUTBID: (n) => `You've been outbid on “${n.title}”. The price is now ${money(n.current_price, n.currency)}.`,
   WON: (n) => `You won “${n.title}” for ${money(n.final_price, n.currency)}.`,
   LOT_SOLD: (n) => `“${n.title}” sold to ${n.winner} for ${money(n.final_price, n.currency)}.`,
