@@ -33,7 +33,7 @@ install: $(BIN)/.installed
 
 run: install
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py seed_demo --url http://$(HOST):$(PORT)
 	$(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
 
 # Production settings (DEBUG off, JSON logs) over plain HTTP on this machine;

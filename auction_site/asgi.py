@@ -9,12 +9,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auction_site.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from accounts.middleware import JWTAuthMiddlewareStack  # noqa: E402
 from ops.outages import RedisOutageGuard  # noqa: E402
 from realtime.limits import ConnectionLimitMiddleware  # noqa: E402
+from realtime.origins import OriginCheck  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -29,7 +29,7 @@ def websocket_application():
 
     The connection limit comes before authentication: a socket over it costs no database work.
     """
-    return OriginValidator(
+    return OriginCheck(
         RedisOutageGuard(ConnectionLimitMiddleware(JWTAuthMiddlewareStack(URLRouter(websocket_urlpatterns)))),
         allowed_websocket_origins(),
     )

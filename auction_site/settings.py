@@ -310,8 +310,10 @@ EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", False)
 # A mail server that stops answering fails a send after this long (it is retried later), never hangs the mailer.
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "auctions@localhost")
-# Where links in e-mails (password reset) point: the front end's address.
+# Where links in e-mails (password reset, notifications) point: the front end's address.
+# `manage.py serve` says at start-up where they point when it is not set.
 FRONTEND_URL = env.str("FRONTEND_URL", "http://127.0.0.1:8000")
+FRONTEND_URL_IS_DEFAULT = "FRONTEND_URL" not in env
 
 # --- Internationalization, static and media files ---------------------------
 

@@ -93,6 +93,14 @@ def recreate_database(database_url: str) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def drop_database(database_url: str) -> None:
+    """Drop the database if it exists, whoever is still connected to it."""
+    url = urlsplit(database_url)
+    maintenance = urlunsplit(url._replace(path="/postgres"))
+    with psycopg.connect(maintenance, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{url.path.lstrip("/")}" WITH (FORCE)')
+
+
 def server_env(args) -> dict[str, str]:
     return {
         "DATABASE_URL": args.database_url,

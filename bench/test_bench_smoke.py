@@ -6,19 +6,46 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.conf import settings
 
+from bench.harness import drop_database, recreate_database
 from testsupport.live_servers import database_url_for_tests
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+def database_exists(name: str) -> bool:
+    with psycopg.connect(database_url_for_tests("postgres")) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
+
+
+@pytest.fixture
+def bench_database():
+    """A database of the benchmark's own on the tests' server: the run drops and recreates it; dropped after the test."""
+    url = database_url_for_tests(settings.DATABASES["default"]["NAME"] + "_bench_smoke")
+    yield url
+    drop_database(url)
+
+
 @pytest.mark.services
-def test_smoke_run_measures_every_scenario_and_checks_invariants(tmp_path):
+def test_the_benchmark_database_is_dropped_even_with_someone_connected():
+    url = database_url_for_tests(settings.DATABASES["default"]["NAME"] + "_drop_check")
+    name = url.rsplit("/", 1)[1]
+    recreate_database(url)
+    assert database_exists(name)
+
+    with psycopg.connect(url):
+        drop_database(url)
+
+    assert not database_exists(name)
+    drop_database(url)  # Gone already: nothing to do, no error.
+
+
+@pytest.mark.services
+def test_smoke_run_measures_every_scenario_and_checks_invariants(tmp_path, bench_database):
     command = [sys.executable, "-m", "bench", "--smoke", "--no-plots", "--out", str(tmp_path)]
-    # A database of the benchmark's own on the tests' server: the run drops and recreates it.
-    bench_database = database_url_for_tests(settings.DATABASES["default"]["NAME"] + "_bench_smoke")
     command += ["--database-url", bench_database, "--redis-url", settings.REDIS_URL]
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)

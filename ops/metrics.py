@@ -4,7 +4,8 @@ Each server process counts its own traffic: scrape every web process (or
 container) directly, not through the proxy. The instruments are incremented
 in one clearly marked place each: `RequestLogMiddleware` (HTTP requests),
 `count_bids` on the bid services, the consumers' connect and disconnect
-(open sockets), and `lots.events.broadcast_many` (broadcasts).
+(open sockets), `realtime.origins` (handshakes it refused) and
+`lots.events.broadcast_many` (broadcasts).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ BIDS_ACCEPTED = Counter("auction_bids_accepted", "Bids accepted (idempotent repl
 BIDS_REJECTED = Counter("auction_bids_rejected", "Bids refused, by error code.", ["kind", "code"])
 BIDS_WAITING = Gauge("auction_bids_waiting", "Bids waiting in this process for their lot's next transaction.")
 WEBSOCKETS_OPEN = Gauge("auction_websockets_open", "WebSocket connections open in this process.", ["consumer"])
+WEBSOCKETS_REFUSED = Counter(
+    "auction_websockets_refused", "WebSocket handshakes refused by the origin check, by reason.", ["reason"]
+)
 BROADCAST_SECONDS = Histogram(
     "auction_broadcast_seconds",
     "Time to hand one committed change's events to the fan-out (Redis).",

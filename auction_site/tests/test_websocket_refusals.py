@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.conf import settings
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
 
 from conftest import ON_SERVICES
 from realtime.consumers import CLOSE_NOT_FOUND, CLOSE_TOO_BIG
@@ -27,6 +28,7 @@ from testsupport.servers import (
     ServeProcess,
     free_ports,
     http,
+    json_lines,
     production_env,
     register_and_log_in,
     ws_connect,
@@ -50,6 +52,7 @@ def server(tmp_path):
         # Every socket comes from 127.0.0.1: many at once are the point here.
         WS_CONNECTIONS_PER_IP="0",
     )
+    env.pop("FRONTEND_URL", None)
     if ON_SERVICES:
         env.update(DATABASE_URL=database_url_for_tests(), REDIS_URL=settings.REDIS_URL)
     else:
@@ -151,3 +154,37 @@ def test_a_frame_over_the_size_limit_closes_with_4009_over_a_real_socket(server)
 
     assert codes == [CLOSE_TOO_BIG] * 3 == [4009] * 3
     assert server_errors(log) == []
+
+
+def test_a_socket_refused_for_its_origin_gets_403_and_the_log_says_why(server):
+    address, log = server
+    lot_id = open_lot(address, "nora")
+    statuses = []
+    for origin in (None, "http://evil.example", "http://evil.example:8080"):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(f"ws://{address}/ws/lots/{lot_id}/", origin=origin, proxy=None, open_timeout=ANSWER_WITHIN)
+        statuses.append(refused.value.response.status_code)
+
+    assert statuses == [403, 403, 403]
+    # Written before the 403 went out.
+    refusals = [entry for entry in json_lines(log.read_text()) if entry.get("event") == "websocket.origin_refused"]
+    assert [(e["level"], e["reason"], e["origin"], e["path"]) for e in refusals] == [
+        ("WARNING", "no_origin", None, f"/ws/lots/{lot_id}/"),
+        ("WARNING", "origin_not_allowed", "http://evil.example", f"/ws/lots/{lot_id}/"),
+    ]
+    assert "no Origin header" in refusals[0]["message"]
+    assert "'http://evil.example' is neither one of ALLOWED_HOSTS" in refusals[1]["message"]
+    assert server_errors(log) == []
+
+
+def test_the_server_says_at_start_up_where_e_mail_links_point_when_frontend_url_is_not_set(server):
+    _, log = server
+
+    (note,) = [entry for entry in json_lines(log.read_text()) if entry.get("event") == "server.frontend_url_default"]
+
+    # The test server is not on the default's port: every e-mailed link would miss it.
+    assert note["level"] == "WARNING"
+    assert note["message"] == (
+        "FRONTEND_URL is not set: links in e-mails point at http://127.0.0.1:8000; "
+        "set FRONTEND_URL to the address users open"
+    )

@@ -54,6 +54,15 @@ class Command(BaseCommand):
             "on" if with_clock else "off",
             extra={"event": "server.start", "port": port},
         )
+        if settings.FRONTEND_URL_IS_DEFAULT:
+            # Right for `make run` on its default address; elsewhere every e-mailed link would miss the server.
+            served_at_default = f"http://{host}:{port}" == settings.FRONTEND_URL
+            logger.log(
+                logging.INFO if served_at_default else logging.WARNING,
+                "FRONTEND_URL is not set: links in e-mails point at %s; set FRONTEND_URL to the address users open",
+                settings.FRONTEND_URL,
+                extra={"event": "server.frontend_url_default", "frontend_url": settings.FRONTEND_URL},
+            )
         forwarded = {
             "proxy_forwarded_address_header": "X-Forwarded-For",
             "proxy_forwarded_port_header": "X-Forwarded-Port",
