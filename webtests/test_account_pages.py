@@ -215,7 +215,7 @@ def test_the_notifications_page_lists_the_newest_first_a_page_at_a_time(api, ope
     page.get_by_role("link", name="Notifications").click()
     items = page.locator("#notification-list > li")
     expect(items).to_have_count(20)
-    # Notifications carry no currency: amounts read as plain decimals, as in the live notices.
+    # Amounts carry their currency, as in the live notices.
     expect(items.first).to_contain_text(f"You've been outbid on “Pewter jug”. The price is now ${latest_price}.")
     page.get_by_role("button", name="Show older").click()
     expect(items).to_have_count(21)
