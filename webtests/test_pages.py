@@ -54,18 +54,20 @@ def test_refusals_read_clearly_and_user_text_is_never_html_on_a_phone(api, open_
     # The access cookie is gone (expired): the API client refreshes the session and retries.
     page.context.clear_cookies(name="access_token")
     page.get_by_role("button", name="Watch this lot").click()
-    expect(page.get_by_role("button", name="Watch this lot")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#watch-toggle")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#watch-toggle")).to_have_text("Watching ✓")
     assert "access_token" in {cookie["name"] for cookie in page.context.cookies()}
     page.evaluate("window.scrollTo(0, 0)")
     screenshot(page, "lot-phone")
 
     seller_page = open_page(f"/lots/{lot['id']}/", user=seller)
     expect(seller_page.locator("#lot-watchers")).to_have_text("2")
-    place_bid(seller_page, "30.00")
-    expect(seller_page.locator("#bid-message")).to_have_text("You can't bid on your own lot.")
+    # The seller is told before trying, and offered no form.
+    expect(seller_page.locator("#bid-barred")).to_have_text("You can't bid on your own lot.")
+    expect(seller_page.locator("#bid-form")).to_be_hidden()
     staff_page = open_page(f"/lots/{lot['id']}/", user=STAFF_USERNAME)
-    place_bid(staff_page, "30.00")
-    expect(staff_page.locator("#bid-message")).to_have_text("Staff accounts can't bid.")
+    expect(staff_page.locator("#bid-barred")).to_have_text("Staff accounts can't bid.")
+    expect(staff_page.locator("#bid-form")).to_be_hidden()
 
     page.get_by_role("button", name=re.compile(r"^Buy now for \$50\.00$")).click()
     page.get_by_role("button", name="Yes, buy it").click()
