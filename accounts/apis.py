@@ -29,7 +29,13 @@ from accounts.serializers import (
     UserSerializer,
     WsTicketSerializer,
 )
-from accounts.throttling import LoginThrottle, PasswordChangeThrottle, PasswordResetThrottle, RegistrationThrottle
+from accounts.throttling import (
+    EmailChangeThrottle,
+    LoginThrottle,
+    PasswordChangeThrottle,
+    PasswordResetThrottle,
+    RegistrationThrottle,
+)
 
 
 class RegisterApi(APIView):
@@ -54,6 +60,7 @@ class TokenObtainApi(TokenObtainPairView):
 class MeApi(generics.RetrieveUpdateAPIView):
     serializer_class = UserSerializer
     permission_classes = [permissions.IsAuthenticated]
+    throttle_classes = [EmailChangeThrottle]
     http_method_names = ["get", "patch", "head", "options"]
 
     def get_object(self):

@@ -10,12 +10,23 @@ User = get_user_model()
 
 
 class UserSerializer(serializers.ModelSerializer):
+    current_password = serializers.CharField(
+        max_length=128,
+        write_only=True,
+        required=False,
+        # Missing or empty: the service says it is needed (`password_required`), in one message.
+        allow_blank=True,
+        style={"input_type": "password"},
+        help_text="Needed with a new `email`.",
+    )
+
     class Meta:
         model = User
         fields = [
             "id",
             "username",
             "email",
+            "current_password",
             "first_name",
             "last_name",
             "is_staff",

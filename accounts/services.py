@@ -60,8 +60,15 @@ def register_user(*, username: str, email: str, password: str, first_name: str =
         raise
 
 
-def update_profile(*, user, **changes):
-    """Change the user's own fields (`email`, names, `email_notifications`). Raises `email_taken`."""
+def update_profile(*, user, current_password: str | None = None, **changes):
+    """Change the user's own fields (`email`, names, `email_notifications`).
+
+    A new e-mail address needs the current password: with a stolen session alone, an address
+    changed then a password reset would take the account. Raises `password_required`,
+    `wrong_password`, `email_taken`.
+    """
+    if "email" in changes and changes["email"].lower() != user.email.lower():
+        _ensure_current_password(user, current_password, "to change your e-mail address")
     for field, value in changes.items():
         setattr(user, field, value)
     try:
@@ -130,6 +137,16 @@ def change_password(*, user, new_password: str | None):
 
 
 @transaction.atomic
+def _ensure_current_password(user, current_password: str | None, purpose: str) -> None:
+    """Raises `password_required` or `wrong_password`, with the error on the `current_password` field."""
+    if not current_password:
+        message = f"Enter your current password {purpose}."
+        raise InvalidInput("password_required", message, errors={"current_password": [message]})
+    if not user.check_password(current_password):
+        message = "Your current password is not right."
+        raise InvalidInput("wrong_password", message, errors={"current_password": [message]})
+
+
 def change_own_password(*, user, current_password: str, new_password: str) -> RefreshToken:
     """Check the current password, set the new one and end every session; returns a new session for the caller.
 

@@ -102,6 +102,15 @@ class PasswordChangeThrottle(_AllowanceThrottle):
         return take_login_attempt(address=client_address(request), username=request.user.get_username())
 
 
+class EmailChangeThrottle(PasswordChangeThrottle):
+    """A new e-mail address asks for the current password: its guesses count as log-in attempts too."""
+
+    def take(self, request: Request) -> int:
+        if request.method != "PATCH" or _field(request, "email") is None:
+            return 0
+        return super().take(request)
+
+
 class RegistrationThrottle(_AllowanceThrottle):
     """Registrations share the log-ins' per-address allowance."""
 

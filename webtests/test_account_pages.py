@@ -154,6 +154,15 @@ def test_account_settings_turn_e_mails_off_and_change_the_address_and_the_passwo
 
     address = page.get_by_label("E-mail", exact=True)
     expect(address).to_have_value(f"{sam}@example.com")
+    # A new address needs the current password.
+    address_password = page.locator("#email-form").get_by_label("Current password")
+    address.fill(f"{sam}.new@example.com")
+    page.get_by_role("button", name="Change e-mail").click()
+    expect(page.locator("#email_current_password-error")).to_have_text("Enter your current password.")
+    address_password.fill("not-my-password")
+    page.get_by_role("button", name="Change e-mail").click()
+    expect(page.locator("#email_current_password-error")).to_have_text("Your current password is not right.")
+    address_password.fill(PASSWORD)
     address.fill("sam-at-example")
     page.get_by_role("button", name="Change e-mail").click()
     expect(page.locator("#email-error")).to_have_text("Enter a valid email address.")
@@ -161,11 +170,15 @@ def test_account_settings_turn_e_mails_off_and_change_the_address_and_the_passwo
     page.get_by_role("button", name="Change e-mail").click()
     expect(page.locator("#email-error")).to_have_text("An account with this e-mail address already exists.")
     address.fill(f"{sam}.new@example.com")
+    address_password.fill(PASSWORD)
     page.get_by_role("button", name="Change e-mail").click()
     expect(page.locator("#email-form .message")).to_have_text(f"Your e-mail address is now {sam}.new@example.com.")
     expect(address).not_to_have_attribute("aria-invalid", "true")
 
-    current, new = page.get_by_label("Current password"), page.get_by_label("New password", exact=True)
+    current, new = (
+        page.locator("#password-form").get_by_label("Current password"),
+        page.get_by_label("New password", exact=True),
+    )
     repeat = page.get_by_label("Repeat the new password")
     current.fill("not-my-password")
     new.fill(NEW_PASSWORD)

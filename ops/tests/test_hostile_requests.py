@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from conftest import access_token_for
+from conftest import PASSWORD, access_token_for
 from lots.models import Auction, Lot, Watch
 from testsupport.bidding import run_threads
 
@@ -119,7 +119,9 @@ def test_twenty_accounts_claiming_one_email_at_once_get_one_success_and_email_ta
     clients = [bearer(user) for user in users]
 
     def claim(client):
-        return client.patch("/api/users/me/", {"email": "Wanted@Example.com"}, format="json")
+        return client.patch(
+            "/api/users/me/", {"email": "Wanted@Example.com", "current_password": PASSWORD}, format="json"
+        )
 
     answers = run_threads(claim, [(client,) for client in clients])
 

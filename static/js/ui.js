@@ -77,7 +77,10 @@ export function setBusy(form, busy) {
 
 // The message under field `name` (its `#<name>-error`), and the field marked invalid while there is one.
 export function fieldError(form, name, text) {
-  document.getElementById(`${name}-error`).textContent = text;
+  // The field's error line is the one it is described by (two forms of a page may share a field name).
+  const input = form.elements[name];
+  const described = (input.getAttribute("aria-describedby") || "").split(" ").find((id) => id.endsWith("-error"));
+  document.getElementById(described ?? `${name}-error`).textContent = text;
   if (text) form.elements[name].setAttribute("aria-invalid", "true");
   else form.elements[name].removeAttribute("aria-invalid");
 }

@@ -25,19 +25,25 @@ async function onEmail(event) {
   event.preventDefault();
   const form = event.currentTarget;
   const email = form.elements.email.value.trim();
-  fieldError(form, "email", "");
+  const password = form.elements.current_password.value;
+  for (const name of ["email", "current_password"]) fieldError(form, name, "");
   formMessage(form, "");
   if (!email) {
     fieldError(form, "email", "Enter your e-mail address.");
     return form.elements.email.focus();
   }
+  if (!password) {
+    fieldError(form, "current_password", "Enter your current password.");
+    return form.elements.current_password.focus();
+  }
   setBusy(form, true);
   try {
-    const user = await api.patch("/api/users/me/", { email });
+    const user = await api.patch("/api/users/me/", { email, current_password: password });
     form.elements.email.value = user.email;
+    form.elements.current_password.value = "";
     formMessage(form, `Your e-mail address is now ${user.email}.`, "success");
   } catch (error) {
-    if (!showFieldErrors(form, error, ["email"]).length) formMessage(form, error.message);
+    if (!showFieldErrors(form, error, ["email", "current_password"]).length) formMessage(form, error.message);
   }
   setBusy(form, false);
 }
