@@ -21,7 +21,7 @@ BENCH_REDIS_URL ?= redis://127.0.0.1:6379/13
 ARGS ?=
 BENCH_ARGS ?= $(ARGS)
 
-.PHONY: install run serve-prod test test-embedded test-services reliability lint format clean bench
+.PHONY: install run serve-prod test test-embedded test-services reliability lint format clean bench screenshots
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -69,6 +69,11 @@ reliability: install
 
 bench: install $(BIN)/.bench-installed
 	$(BIN)/python -m bench --database-url $(BENCH_DATABASE_URL) --redis-url $(BENCH_REDIS_URL) $(BENCH_ARGS)
+
+# A picture of every page at 1280 and 390 px wide, into docs/screenshots/ (the README shows two).
+screenshots: install
+	env -u DATABASE_URL -u REDIS_URL SQLITE_PATH=$(CURDIR)/.venv/screenshots.sqlite3 SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots \
+		$(BIN)/python -m pytest -q -p no:cacheprovider webtests/test_screenshots.py
 
 lint: install
 	$(BIN)/ruff check .

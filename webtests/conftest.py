@@ -23,7 +23,8 @@ from playwright.sync_api import APIRequestContext, Browser, Page, expect, sync_p
 from testsupport.ports import free_port
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-SCREENSHOTS = BASE_DIR / "test-artifacts" / "screenshots"
+# `make screenshots` points this at docs/screenshots/.
+SCREENSHOTS = Path(os.environ.get("SCREENSHOTS_DIR") or BASE_DIR / "test-artifacts" / "screenshots")
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless=new",
