@@ -5,6 +5,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
+from ops.database import database_problem
+
 
 class Command(BaseCommand):
     help = "Exit 0 when the configured database and Redis (if any) answer; 1 otherwise."
@@ -14,11 +16,16 @@ class Command(BaseCommand):
 
     def handle(self, *args, timeout: float, **options):
         problems = []
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
-        except Exception as exc:
-            problems.append(f"database: {type(exc).__name__}")
+        # One plain connection first: the pool would retry for its whole timeout and name no cause.
+        database = database_problem()
+        if database is not None:
+            problems.append(f"database: {database}")
+        else:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT 1")
+            except Exception as exc:
+                problems.append(f"database: {type(exc).__name__}")
         if settings.REDIS_URL:
             url = urlparse(settings.REDIS_URL)
             try:
