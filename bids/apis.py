@@ -1,3 +1,4 @@
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, permissions, status
 from rest_framework.request import Request
@@ -12,6 +13,7 @@ from bids.serializers import (
     BidSerializer,
     ChatInputSerializer,
     ChatMessageSerializer,
+    MyBiddingSerializer,
     MyBidSerializer,
     VoidedBidsSerializer,
 )
@@ -79,6 +81,17 @@ class MyBidsApi(generics.ListAPIView):
 
     def get_queryset(self):
         return selectors.list_user_bids(user=self.request.user)
+
+
+class MyBiddingApi(generics.ListAPIView):
+    """The lots you bid on, one row each with your standing: open ones first (ending soonest), then ended ones."""
+
+    serializer_class = MyBiddingSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    filter_backends: list = []
+
+    def get_queryset(self):
+        return selectors.list_user_bidding(user=self.request.user, now=timezone.now())
 
 
 class LotChatApi(generics.ListAPIView):

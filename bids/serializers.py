@@ -3,8 +3,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from bids.models import Bid, ChatMessage
+from bids.selectors import Standing
 from lots.fields import MoneyField
-from lots.models import LotStatus
+from lots.models import Lot, LotStatus
 from lots.selectors import effective_status, get_aliases
 from lots.serializers import ALIAS_FIELD, USERNAME_FIELD, viewer_of
 
@@ -74,6 +75,47 @@ class MyBidSerializer(serializers.ModelSerializer):
     def get_lot_status(self, bid: Bid) -> str:
         """The lot's state now: `closed` once its end passed, before a clock settles it too."""
         return effective_status(bid.lot, now=self.context.get("now") or timezone.now())
+
+
+class MyBiddingSerializer(serializers.ModelSerializer):
+    """A lot the user bid on, with where they stand on it (rows of `list_user_bidding`)."""
+
+    status = serializers.ChoiceField(
+        source="effective_status",
+        choices=LotStatus.choices,
+        read_only=True,
+        help_text="The lot's state now: `closed` once its end passed, before a clock settles it too.",
+    )
+    current_price = MoneyField(read_only=True)
+    my_highest_bid = MoneyField(read_only=True, help_text="Your highest standing bid on the lot.")
+    my_max_amount = MoneyField(
+        read_only=True, help_text="The most you authorized: your highest maximum, or your highest bid if you set none."
+    )
+    my_bid_count = serializers.IntegerField(read_only=True, help_text="Your standing public bids on the lot.")
+    standing = serializers.ChoiceField(
+        choices=Standing.choices,
+        read_only=True,
+        help_text="`leading` or `outbid` while the lot is open; `won` or `lost` (someone else won, or no sale) "
+        "once it ended; `cancelled`.",
+    )
+
+    class Meta:
+        model = Lot
+        fields = [
+            "id",
+            "title",
+            "status",
+            "currency",
+            "current_price",
+            "bid_count",
+            "ends_at",
+            "closed_at",
+            "my_highest_bid",
+            "my_max_amount",
+            "my_bid_count",
+            "standing",
+        ]
+        read_only_fields = fields
 
 
 class AcceptedBidSerializer(serializers.Serializer):

@@ -23,4 +23,5 @@ auction_urlpatterns = [
 # Under /api/users/.
 me_urlpatterns = [
     path("me/bids/", apis.MyBidsApi.as_view(), name="my-bids"),
+    path("me/bidding/", apis.MyBiddingApi.as_view(), name="my-bidding"),
 ]

@@ -80,10 +80,13 @@ def test_two_bidders_see_each_other_live_and_the_lot_end_with_its_winner(api, op
 
     alice_page.goto("/me/")
     expect(alice_page.locator("#my-won")).to_contain_text("Art deco lamp")
-    expect(alice_page.locator("#my-bids tbody tr")).to_have_count(2)
-    # Amounts carry their lot's currency.
+    # One row for the lot, however many bids; amounts carry their lot's currency.
+    expect(alice_page.locator("#my-bids tbody tr")).to_have_count(1)
     expect(alice_page.locator("#my-bids tbody tr").first).to_contain_text("$11.00")
+    expect(alice_page.locator("#my-bids .pill")).to_have_text("Won")
     screenshot(alice_page, "me-desktop")
+    bob_page.goto("/me/")
+    expect(bob_page.locator("#my-bids .pill")).to_have_text("Lost")
 
 
 def test_an_upcoming_lot_opens_on_time_without_a_reload(api, open_page):

@@ -1,23 +1,47 @@
-// My bids, won lots and watchlist.
+// My bids (one row per lot, with where you stand), won lots and watchlist.
 import { getAll } from "../api.js";
-import { dateTime, money } from "../format.js";
+import { compareMoney, dateTime, money } from "../format.js";
 import { LotCard } from "../lots.js";
 import { $, el, initPage, loginUrl, showBanner } from "../ui.js";
 
-const STATUS_TEXT = { draft: "Draft", scheduled: "Upcoming", open: "Open", closed: "Ended", cancelled: "Cancelled" };
+const STANDING_TEXT = { leading: "Winning", outbid: "Outbid", won: "Won", lost: "Lost", cancelled: "Cancelled" };
+// The notices that change where you stand on a lot: the table is read again when one arrives.
+const STANDING_NOTICES = new Set(["OUTBID", "WON", "LOT_CANCELLED", "BIDS_VOIDED"]);
 const cards = [];
 
-function bidRow(bid) {
-  const notes = [bid.is_proxy && "auto", bid.is_buy_now && "buy now", bid.raises_max_only && "maximum raised"].filter(Boolean);
+function biddingRow(lot) {
+  // Your maximum is yours alone to see; shown only when it is above your bid.
+  const maximum =
+    compareMoney(lot.my_max_amount, lot.my_highest_bid) > 0
+      ? el("span", { class: "max-note", text: `max ${money(lot.my_max_amount, lot.currency)}` })
+      : null;
+  const end = lot.status === "open" ? lot.ends_at : (lot.closed_at ?? lot.ends_at);
   return el(
     "tr",
-    {},
-    el("td", {}, el("a", { href: `/lots/${Number(bid.lot)}/`, text: bid.lot_title })),
-    el("td", { class: "num" }, money(bid.amount, bid.currency), ...notes.map((note) => el("span", { class: "pill", text: note }))),
-    el("td", { class: "num", text: money(bid.max_amount, bid.currency) }),
-    el("td", { text: STATUS_TEXT[bid.lot_status] ?? bid.lot_status }),
-    el("td", {}, el("time", { datetime: bid.created_at, text: dateTime(bid.created_at) })),
+    { "data-lot-id": lot.id },
+    el("td", {}, el("a", { href: `/lots/${Number(lot.id)}/`, text: lot.title })),
+    // The labels head the figures where a phone shows each row as a card.
+    el("td", { class: "num", "data-label": "Your bid" }, money(lot.my_highest_bid, lot.currency), maximum),
+    el("td", { class: "num", "data-label": "Current price", text: money(lot.current_price, lot.currency) }),
+    el(
+      "td",
+      { "data-label": "Standing" },
+      el("span", { class: "pill", "data-standing": lot.standing, text: STANDING_TEXT[lot.standing] ?? lot.standing }),
+    ),
+    el("td", { "data-label": "End" }, el("time", { datetime: end, text: dateTime(end) })),
   );
+}
+
+let biddingReads = 0;
+
+async function showBidding() {
+  const read = ++biddingReads;
+  const lots = await getAll("/api/users/me/bidding/", 2);
+  // Notices can come in quick succession: an older answer never overwrites a newer one.
+  if (read !== biddingReads) return;
+  $("#my-bids tbody").replaceChildren(...lots.map(biddingRow));
+  $("#my-bids").hidden = lots.length === 0;
+  $("#my-bids-empty").hidden = lots.length > 0;
 }
 
 function showCards(id, lots, user) {
@@ -35,13 +59,15 @@ function showCards(id, lots, user) {
 async function main() {
   const user = await initPage();
   if (!user) return location.replace(loginUrl());
+  document.addEventListener("auction:notice", (event) => {
+    if (STANDING_NOTICES.has(event.detail.type)) showBidding().catch((error) => showBanner(error.message));
+  });
   try {
-    const [bids, won, watchlist] = await Promise.all(
-      ["/api/users/me/bids/", "/api/users/me/won/", "/api/users/me/watchlist/"].map((path) => getAll(path, 2)),
-    );
-    $("#my-bids tbody").replaceChildren(...bids.map(bidRow));
-    $("#my-bids").hidden = bids.length === 0;
-    $("#my-bids-empty").hidden = bids.length > 0;
+    const [won, watchlist] = await Promise.all([
+      getAll("/api/users/me/won/", 2),
+      getAll("/api/users/me/watchlist/", 2),
+      showBidding(),
+    ]);
     showCards("my-won", won, user);
     showCards("my-watchlist", watchlist, user);
   } catch (error) {
