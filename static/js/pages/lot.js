@@ -1,10 +1,11 @@
 // The lot page: live price, countdown, bidding over the lot's WebSocket
-// (REST with the same idempotency key when the socket is down or silent).
+// (REST with the same idempotency key when the socket is down or silent), and the lot's chat.
 import { api, getAll } from "../api.js";
 import { compareMoney, dateTime, duration, isAmount, money, serverClock, timeOfDay, whenShort } from "../format.js";
 import { applyEvent, flash, imageOrPlaceholder, isMine, lotPhase, outcomeText, priceText, registrationPanel } from "../lots.js";
 import { LiveSocket } from "../socket.js";
 import { $, connectionBadge, el, initPage, setText, showBanner } from "../ui.js";
+import { LotChat } from "./lot/chat.js";
 
 const lotId = Number($("main").dataset.lotId);
 const ANSWER_TIMEOUT_MS = 8000;
@@ -65,8 +66,10 @@ const socket = new LiveSocket(`/ws/lots/${lotId}/`, {
   onState: (socketState) => {
     connectionBadge("#connection")(socketState);
     if (socketState === "gone") showMissing();
+    if (socketState === "live") chat.connected();
   },
 });
+const chat = new LotChat({ lotId, socket });
 
 // --- Rendering ----------------------------------------------------------------
 
@@ -83,6 +86,7 @@ function render() {
   setText("#lot-seller", lot.seller);
   setText("#lot-description", lot.description || "No description.");
   renderImage(lot);
+  chat.setLot(lot);
   if (lot.auction) {
     $("#lot-sale").hidden = false;
     $("#lot-sale-link").href = `/auctions/${encodeURIComponent(lot.auction)}/`;
@@ -271,6 +275,7 @@ function prefillAmount(force = false) {
 // --- The room -------------------------------------------------------------------
 
 function onFrame(frame) {
+  if (chat.receive(frame)) return;
   switch (frame.type) {
     case "LOT_STATUS":
       serverClock.sync(frame.server_time);
@@ -471,6 +476,7 @@ async function loadWatching() {
 async function main() {
   setUpForm();
   state.user = await initPage();
+  chat.start(state.user);
   try {
     const [lot, bids] = await Promise.all([api.get(`/api/lots/${lotId}/`), api.get(`/api/lots/${lotId}/bids/`)]);
     state.lot = lot;
