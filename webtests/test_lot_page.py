@@ -62,3 +62,12 @@ def test_times_carry_their_zone_and_older_bids_their_date(api, open_page):
         }"""
     )
     assert shown == ["09:30:05 AM", "Jan 15, 09:30:05 AM"]
+
+
+def test_a_draft_shows_its_seller_no_chat(api, open_page):
+    seller = api.register("seller")
+    draft = api.create_lot(seller, title="Unfinished listing", draft=True)
+    page = open_page(f"/lots/{draft['id']}/", user=seller)
+
+    expect(page.locator("#lot-status")).to_have_text("Draft")
+    expect(page.locator("#chat")).to_be_hidden()

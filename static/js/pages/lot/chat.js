@@ -62,6 +62,8 @@ export class LotChat {
 
   // The seller and staff get a Hide button on each message.
   setLot(lot) {
+    // A draft is seen only by its seller and staff, and has no chat (the server answers lot_not_found).
+    $("#chat").hidden = lot.status === "draft";
     const canHide = Boolean(this.user && (this.user.is_staff || this.user.username === lot.seller));
     if (canHide === this.canHide) return;
     this.canHide = canHide;
