@@ -240,6 +240,9 @@ class LotUpdateSerializer(LotWriteSerializer):
     """Used with `partial=True`: only the fields sent change."""
 
     draft = None
+    # Null means "now" and "the default" only when a lot is made; an edit names the time (null was a 500).
+    starts_at = serializers.DateTimeField(required=False)
+    hard_ends_at = serializers.DateTimeField(required=False)
     reason = serializers.CharField(
         required=False,
         allow_blank=True,

@@ -54,3 +54,14 @@ def test_a_seller_lists_their_own_lots_drafts_included_newest_first(make_lot, ma
         (draft.pk, LotStatus.DRAFT),
     ]
     assert [lot["title"] for lot in theirs["results"]] == ["Not mine"]
+
+
+@pytest.mark.parametrize("field", ["starts_at", "hard_ends_at"])
+def test_an_edit_that_empties_a_time_is_refused_by_its_field(make_lot, seller, client_for, field):
+    lot = make_lot(draft=True)
+
+    response = client_for(seller).patch(f"/api/lots/{lot.pk}/", {field: None}, format="json")
+
+    assert response.status_code == 400, response.content
+    assert (response.json()["code"], list(response.json()["errors"])) == ("null", [field])
+    assert getattr(Lot.objects.get(pk=lot.pk), field) == getattr(lot, field)
