@@ -269,6 +269,8 @@ REST_FRAMEWORK = {
     "COERCE_DECIMAL_TO_STRING": True,
     "DEFAULT_SCHEMA_CLASS": "ops.openapi.ErrorAutoSchema",
     "EXCEPTION_HANDLER": "ops.exceptions.api_exception_handler",
+    # OPTIONS on a list says what a POST takes, with each field's default (the seller's page reads the currencies).
+    "DEFAULT_METADATA_CLASS": "ops.metadata.FieldDefaultsMetadata",
 }
 
 SPECTACULAR_SETTINGS = {

@@ -24,6 +24,7 @@ page_urlpatterns = [
     path("lots/<int:lot_id>/", page("lot_detail.html"), name="page-lot"),
     path("auctions/<slug:slug>/", page("sale.html"), name="page-sale"),
     path("me/", page("me.html"), name="page-me"),
+    path("selling/", page("selling.html"), name="page-selling"),
     path("login/", page("login.html"), name="page-login"),
     path("register/", page("register.html"), name="page-register"),
     path("forgot-password/", page("forgot_password.html"), name="page-forgot-password"),

@@ -33,9 +33,13 @@ class LotListApi(generics.ListAPIView):
     def get_queryset(self):
         return selectors.list_visible_lots(user=self.request.user)
 
+    def get_serializer_class(self):
+        # OPTIONS describes what a POST takes (the currencies, the default one) from this.
+        return LotWriteSerializer if self.request.method == "POST" else LotSerializer
+
     @extend_schema(request=LotWriteSerializer, responses={201: LotSerializer})
     def post(self, request: Request) -> Response:
-        serializer = LotWriteSerializer(data=request.data, context={"request": request})
+        serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         lot = services.create_lot(seller=request.user, actor=request.user, **serializer.validated_data)
         return Response(LotSerializer(lot, context={"request": request}).data, status=status.HTTP_201_CREATED)

@@ -59,6 +59,11 @@ def currencies() -> dict[str, int]:
     return getattr(settings, "AUCTION_CURRENCIES", CURRENCIES)
 
 
+def default_currency() -> str:
+    """The currency of a lot that names none (`AUCTION_DEFAULT_CURRENCY`)."""
+    return settings.AUCTION_DEFAULT_CURRENCY
+
+
 @functools.cache
 def bid_increments() -> list[tuple[Decimal | None, Decimal]]:
     return getattr(settings, "AUCTION_BID_INCREMENTS", BID_INCREMENTS)

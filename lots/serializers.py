@@ -211,7 +211,7 @@ class LotWriteSerializer(serializers.Serializer):
     title = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, max_length=20_000)
     image = serializers.ImageField(required=False, allow_null=True)
-    currency = serializers.ChoiceField(choices=sorted(pricing.currencies()), required=False)
+    currency = serializers.ChoiceField(choices=sorted(pricing.currencies()), default=pricing.default_currency)
     auction = SaleSlugField(
         slug_field="slug",
         queryset=Auction.objects.all(),
@@ -240,6 +240,9 @@ class LotUpdateSerializer(LotWriteSerializer):
     """Used with `partial=True`: only the fields sent change."""
 
     draft = None
+    # Null means "now" and "the default" only when a lot is made; an edit names the time (null was a 500).
+    starts_at = serializers.DateTimeField(required=False)
+    hard_ends_at = serializers.DateTimeField(required=False)
     reason = serializers.CharField(
         required=False,
         allow_blank=True,

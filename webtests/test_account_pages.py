@@ -44,7 +44,16 @@ def test_a_visitor_page_load_asks_nothing_that_fails(api, open_page):
     lot = api.create_lot(seller, title="Carriage clock")
     live_pages = ["/", f"/lots/{lot['id']}/", f"/auctions/{slug}/"]
     # The pages for the logged in send a visitor to the log-in page.
-    pages = [*live_pages, "/login/", "/register/", "/forgot-password/", "/me/", "/account/", "/notifications/"]
+    pages = [
+        *live_pages,
+        "/login/",
+        "/register/",
+        "/forgot-password/",
+        "/me/",
+        "/selling/",
+        "/account/",
+        "/notifications/",
+    ]
 
     for path in pages:
         page = open_page(None)

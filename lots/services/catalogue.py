@@ -14,7 +14,7 @@ from django.utils import timezone
 from lots.events import EventType, Outbox
 from lots.exceptions import LotActionRefused, NotLotManager
 from lots.models import Auction, Lot, LotStatus
-from lots.pricing import currencies, currency_places, parse_money
+from lots.pricing import currencies, currency_places, default_currency, parse_money
 from lots.services.locks import ENDED, ensure_can_manage, lock_lot, locked_lots
 from lots.wakeups import wake_clocks
 from ops.exceptions import InvalidInput
@@ -86,7 +86,7 @@ def create_lot(
     if auction is not None and actor is not None and not actor.is_staff:
         raise NotLotManager("not_staff", "Only staff add lots to a sale.")
     now = now or timezone.now()
-    currency = (currency or settings.AUCTION_DEFAULT_CURRENCY).upper()
+    currency = (currency or default_currency()).upper()
     money = _validate_money(
         {
             "starting_price": starting_price,

@@ -31,7 +31,9 @@ async function csrfToken() {
 
 async function send(method, path, body, headers = {}) {
   const init = { method, credentials: "same-origin", headers: { Accept: "application/json", ...headers } };
-  if (body !== undefined) {
+  if (body instanceof FormData) {
+    init.body = body; // multipart (a file among the fields): the browser sets its Content-Type and boundary
+  } else if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
@@ -80,6 +82,7 @@ export const api = {
   post: (path, body, headers) => request("POST", path, { body, headers }),
   patch: (path, body) => request("PATCH", path, { body }),
   delete: (path) => request("DELETE", path),
+  options: (path) => request("OPTIONS", path),
 };
 
 // Every page of a paginated list (a few at most).

@@ -85,11 +85,12 @@ export function fieldError(form, name, text) {
   else form.elements[name].removeAttribute("aria-invalid");
 }
 
-// The API's field errors (`errors` of a 400) under those of `names` they name; the first one marked gets the focus.
-// Returns the names marked.
+// The API's field errors under those of `names` they name: a 400's `errors`, or a rule's one `field`
+// (`{code, detail, field}`); the first one marked gets the focus. Returns the names marked.
 export function showFieldErrors(form, error, names) {
-  const invalid = names.filter((name) => error.body.errors?.[name]);
-  invalid.forEach((name) => fieldError(form, name, [].concat(error.body.errors[name]).join(" ")));
+  const errors = error.body.errors ?? (error.body.field ? { [error.body.field]: error.body.detail } : {});
+  const invalid = names.filter((name) => errors[name]);
+  invalid.forEach((name) => fieldError(form, name, [].concat(errors[name]).join(" ")));
   if (invalid.length) form.elements[invalid[0]].focus();
   return invalid;
 }
