@@ -27,7 +27,7 @@ class LotListApi(generics.ListAPIView):
     serializer_class = LotSerializer
     filterset_class = LotFilter
     search_fields = ["title", "description"]
-    ordering_fields = ["ends_at", "starts_at", "current_price", "bid_count", "created_at"]
+    ordering_fields = ["ends_at", "starts_at", "price", "current_price", "bid_count", "created_at"]
     ordering = ["ends_at", "id"]
 
     def get_queryset(self):

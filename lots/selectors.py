@@ -41,8 +41,11 @@ def visible_to(user) -> Q:
 
 
 def list_visible_lots(*, user) -> QuerySet[Lot]:
-    """Public lots, plus the user's own drafts (all drafts for staff), each with the user's alias on it."""
-    lots = lots_with_people().filter(visible_to(user))
+    """Public lots, plus the user's own drafts (all drafts for staff), each with the user's alias on it.
+
+    `price` is what a bidder compares, to filter and sort by: the current price, or the starting price before any bid.
+    """
+    lots = lots_with_people().filter(visible_to(user)).annotate(price=Coalesce("current_price", "starting_price"))
     if user.is_authenticated:
         lots = lots.annotate(
             my_alias=Subquery(LotAlias.objects.filter(lot_id=OuterRef("pk"), user_id=user.pk).values("label")[:1])
