@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from lots.events import EventType
 from lots.models import EmailState, Notification
+from lots.pricing import money_text
 from lots.wakeups import MAIL_CHANNEL
 from lots.workers import Worker
 
@@ -39,6 +40,8 @@ SUBJECTS = {
     EventType.BIDS_VOIDED: "Your bids on {title} were voided",
     EventType.REGISTRATION_DECIDED: "Your registration for {title}",
 }
+# The payload fields that hold money; a payload with any of them carries its `currency`.
+AMOUNT_FIELDS = ("current_price", "min_next_bid", "final_price")
 # A claimed e-mail is not claimed again for this long; each send renews it first.
 LEASE = timedelta(minutes=2)
 # E-mails claimed at once (and sent over one connection).
@@ -76,6 +79,10 @@ def _message(notification: Notification) -> EmailMultiAlternatives:
         "n": notification,
         "user": notification.user,
         "p": payload,
+        # The amounts with their currency, in its places ("JPY 1,200"): a bare "1200.00" names no currency.
+        "money": {
+            key: money_text(payload[key], payload["currency"]) for key in AMOUNT_FIELDS if payload.get(key) is not None
+        },
         "lot_url": f"{site}/lots/{payload['lot_id']}/"
         if "lot_id" in payload
         else f"{site}/auctions/{payload['auction']}/",

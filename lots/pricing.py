@@ -106,6 +106,14 @@ def currency_places(currency: str) -> int:
     return currencies().get(currency, 2)
 
 
+def money_text(amount: Decimal | str, currency: str) -> str:
+    """An amount as a person reads it, with its currency and the currency's places: "USD 1,000.50", "JPY 1,200".
+
+    The code rather than a symbol: "$" alone is several currencies, and no locale is known here.
+    """
+    return f"{currency} {Decimal(amount):,.{currency_places(currency)}f}"
+
+
 @functools.cache
 def _plain_amount(places: int) -> re.Pattern:
     """ASCII digits, then at most one `.` with 1 to `places` digits; a leading `-` parses, to be refused

@@ -53,6 +53,7 @@ class LotSerializer(serializers.ModelSerializer):
     bid_increment = MoneyField(allow_null=True)
     final_price = serializers.SerializerMethodField()
     status = serializers.SerializerMethodField()
+    currency_places = serializers.SerializerMethodField()
     min_next_bid = serializers.SerializerMethodField()
     reserve_met = serializers.BooleanField(read_only=True)
     has_reserve = serializers.SerializerMethodField()
@@ -69,6 +70,7 @@ class LotSerializer(serializers.ModelSerializer):
             "image",
             "status",
             "currency",
+            "currency_places",
             "auction",
             "auction_title",
             "lot_number",
@@ -175,6 +177,10 @@ class LotSerializer(serializers.ModelSerializer):
         if viewer is None or not viewer.is_authenticated:
             return None
         return bidding_barred(lot, viewer)
+
+    @extend_schema_field({"type": "integer", "description": "Decimals the lot's currency takes (0 for JPY)."})
+    def get_currency_places(self, lot: Lot) -> int:
+        return pricing.currency_places(lot.currency)
 
     def get_requires_registration(self, lot: Lot) -> bool:
         return bool(lot.auction_id and lot.auction.requires_registration)

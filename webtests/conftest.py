@@ -219,14 +219,16 @@ def log_in(page: Page, username: str) -> None:
 
 @pytest.fixture
 def open_page(browser, auction_server):
-    """Opens `path` in a fresh browser context, logged in as `user` if given.
+    """Opens `path` in a fresh browser context (in `locale`), logged in as `user` if given.
 
     Fails the test on any uncaught error in the page's scripts.
     """
     contexts, errors = [], []
 
-    def open_page(path: str | None, *, user: str | None = None, viewport: dict = DESKTOP) -> Page:
-        context = browser.new_context(base_url=auction_server.url, viewport=viewport, locale="en-US", timezone_id="UTC")
+    def open_page(
+        path: str | None, *, user: str | None = None, viewport: dict = DESKTOP, locale: str = "en-US"
+    ) -> Page:
+        context = browser.new_context(base_url=auction_server.url, viewport=viewport, locale=locale, timezone_id="UTC")
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda error: errors.append(error))

@@ -34,7 +34,7 @@ def test_refusals_read_clearly_and_user_text_is_never_html_on_a_phone(api, open_
     expect(page.locator("#lot-reserve")).to_have_text("Reserve not met")
 
     place_bid(page, "12,50")
-    expect(page.locator("#bid-message")).to_have_text("Enter your bid as an amount, like 12.50.")
+    expect(page.locator("#amount-error")).to_have_text("Enter an amount like 1,234.50.")
     expect(page.get_by_label("Your bid")).to_have_attribute("aria-invalid", "true")
 
     place_bid(page, "5.00")

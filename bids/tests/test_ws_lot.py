@@ -72,6 +72,15 @@ async def test_watcher_gets_lot_status_then_users_count(ws, new_lot, bidder):
     assert count == {"type": "USERS_COUNT", "count": 1}
 
 
+async def test_lot_status_tells_the_places_of_the_lot_s_currency(ws, new_lot, bidder):
+    lot = await new_lot(currency="JPY", starting_price="1000")
+
+    socket = await ws.open(f"/ws/lots/{lot.pk}/", user=bidder)
+    status = await socket.receive()
+
+    assert (status["lot"]["currency"], status["lot"]["currency_places"]) == ("JPY", 0)
+
+
 async def test_users_count_follows_joins_and_leaves(ws, new_lot, bidder, other_bidder):
     lot = await new_lot()
     await forget_presence(lot)

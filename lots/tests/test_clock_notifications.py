@@ -24,6 +24,7 @@ from django.db import connection
 from lots.clock import run_due_work
 from lots.mailer import send_due_emails
 from lots.models import EmailState, Lot, LotStatus, Notification
+from lots.pricing import money_text
 from lots.services import finish_lot, scheduling, watch_lot
 from testsupport.bidding import bid
 from testsupport.clocks import in_seconds, running_clock, wait_for_status, wait_until
@@ -117,7 +118,7 @@ def test_the_email_tells_what_happened_and_links_to_the_lot_and_the_settings(
     (outbid,) = mailoutbox
     lot_url = f"{django_settings.FRONTEND_URL.rstrip('/')}/lots/{lot.pk}/"
     assert outbid.to == ["alice@example.com"]
-    assert 'Someone outbid you on "Clock". The price is now 12.00' in outbid.body
+    assert 'Someone outbid you on "Clock". The price is now USD 12.00' in outbid.body
     assert lot_url in outbid.body
     html, mimetype = outbid.alternatives[0]
     assert mimetype == "text/html" and f'href="{lot_url}"' in html
@@ -125,6 +126,37 @@ def test_the_email_tells_what_happened_and_links_to_the_lot_and_the_settings(
     settings_url = f"{django_settings.FRONTEND_URL.rstrip('/')}/account/"
     assert f"You can turn these e-mails off in your account settings: {settings_url}" in outbid.body
     assert f'<a href="{settings_url}">account settings</a>' in html
+
+
+@pytest.mark.django_db
+def test_every_amount_in_an_email_carries_its_currency_in_the_currency_s_places(
+    make_lot, bidder, other_bidder, mailoutbox
+):
+    lot = make_lot(title="Netsuke", currency="JPY", starting_price="1000", ends_at=in_seconds(60))
+    bid(lot, bidder, "1000")
+    bid(lot, other_bidder, "1200")
+    send_due_emails()
+    run_due_work(now=lot.ends_at)
+    send_due_emails()
+
+    texts = {m.subject: (m.body, m.alternatives[0][0]) for m in mailoutbox}
+    expected = {
+        "You have been outbid on Netsuke": "The price is now JPY 1,200; the next bid is at least JPY 1,225.",
+        "You won Netsuke": "for JPY 1,200.",
+        "Sold: Netsuke": "for JPY 1,200.",
+    }
+    assert set(texts) == set(expected)
+    for subject, sentence in expected.items():
+        body, html = texts[subject]
+        assert sentence in body and sentence in html, subject
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "text"),
+    [("1000.50", "USD", "USD 1,000.50"), ("5.00", "EUR", "EUR 5.00"), ("1200.00", "JPY", "JPY 1,200")],
+)
+def test_money_text_names_the_currency_and_takes_its_places(amount, currency, text):
+    assert money_text(amount, currency) == text
 
 
 @pytest.mark.django_db

@@ -401,3 +401,19 @@ def test_my_bids_carry_their_lot_s_currency(make_lot, bidder, client_for):
     rows = client_for(bidder).get("/api/users/me/bids/").json()["results"]
 
     assert [(row["amount"], row["currency"]) for row in rows] == [("20.00", lot.currency)]
+
+
+@pytest.mark.parametrize(("currency", "places"), [("USD", 2), ("JPY", 0)])
+def test_a_lot_tells_how_many_decimals_its_currency_takes(make_lot, api_client, currency, places):
+    lot = make_lot(currency=currency, starting_price="1000")
+
+    shown = api_client.get(f"/api/lots/{lot.pk}/").json()
+
+    assert (shown["currency"], shown["currency_places"]) == (currency, places)
+
+
+def test_the_places_follow_the_settings_currency_table(settings, make_lot, api_client):
+    settings.AUCTION_CURRENCIES = {"USD": 2, "JPY": 0, "XTS": 1}
+    lot = make_lot(currency="XTS", starting_price="5.5")
+
+    assert api_client.get(f"/api/lots/{lot.pk}/").json()["currency_places"] == 1

@@ -4,19 +4,90 @@
 
 const moneyFormats = new Map();
 
-export function money(amount, currency) {
+// `places`, the lot's `currency_places`, when known: the server's currency table, not Intl's, says them.
+export function money(amount, currency, places) {
   if (amount === null || amount === undefined || amount === "") return "—";
   if (!currency) return String(amount);
-  if (!moneyFormats.has(currency)) {
-    moneyFormats.set(currency, new Intl.NumberFormat(undefined, { style: "currency", currency }));
+  const key = `${currency} ${places}`;
+  if (!moneyFormats.has(key)) {
+    const digits = places === undefined ? {} : { minimumFractionDigits: places, maximumFractionDigits: places };
+    moneyFormats.set(key, new Intl.NumberFormat(undefined, { style: "currency", currency, ...digits }));
   }
-  return moneyFormats.get(currency).format(String(amount));
+  return moneyFormats.get(key).format(String(amount));
 }
 
-const DECIMAL = /^\d{1,10}(\.\d{1,2})?$/;
+// --- Amounts a person types -------------------------------------------------------
+// In the browser's locale, as the page shows them: "40,50" and "1.000,50" in German, "1,000.50" in English.
 
-export function isAmount(text) {
-  return DECIMAL.test(text);
+const MAX_WHOLE_DIGITS = 10; // the server's money columns: 9999999999.99 at most
+
+function fixedPlaces(places, grouping) {
+  return new Intl.NumberFormat(undefined, {
+    minimumFractionDigits: places,
+    maximumFractionDigits: places,
+    useGrouping: grouping,
+  });
+}
+
+let symbols = null;
+
+// The locale's decimal and group separators (a group of spaces reads as any space).
+function numberSymbols() {
+  if (!symbols) {
+    const parts = new Intl.NumberFormat(undefined).formatToParts("1234567.5");
+    const part = (type) => parts.find((p) => p.type === type)?.value;
+    symbols = { decimal: part("decimal") ?? ".", group: part("group") ?? "" };
+  }
+  return symbols;
+}
+
+// How the page writes the currency (its symbol, a narrow one) and its code: any one may lead or trail an amount.
+function currencyMarks(currency) {
+  const marks = new Set([currency]);
+  for (const currencyDisplay of ["symbol", "narrowSymbol"]) {
+    const parts = new Intl.NumberFormat(undefined, { style: "currency", currency, currencyDisplay }).formatToParts("1");
+    marks.add(parts.find((p) => p.type === "currency")?.value);
+  }
+  marks.delete(undefined);
+  return [...marks].sort((a, b) => b.length - a.length);
+}
+
+// An amount in the bid field: the currency's places, the locale's decimal separator, no grouping ("1000", "10,50").
+export function amountForInput(amount, places) {
+  return fixedPlaces(places, false).format(String(amount));
+}
+
+// A typed amount as the decimal string the API takes: {amount: "1000.5"}, or {problem} saying how to type it.
+export function parseAmount(text, currency, places) {
+  const { decimal, group } = numberSymbols();
+  const example = fixedPlaces(places, true).format(places ? "1234.5" : "1200");
+  const howTo = { problem: `Enter an amount like ${example}.` };
+  let rest = String(text).trim();
+  for (const mark of currencyMarks(currency)) {
+    if (rest.startsWith(mark)) rest = rest.slice(mark.length);
+    else if (rest.endsWith(mark)) rest = rest.slice(0, -mark.length);
+    else continue;
+    break;
+  }
+  rest = rest.trim();
+  if (/^\s$/u.test(group)) rest = rest.replace(/\s/gu, group);
+  const [whole, fraction = "", ...more] = rest.split(decimal);
+  if (more.length || (rest.includes(decimal) && !/^\d+$/.test(fraction))) return howTo;
+  const digits = group ? whole.split(group).join("") : whole;
+  if (!/^\d+$/.test(digits)) return howTo;
+  // Separators only where the page puts them: "1,000" but not "1,00" (a decimal comma in English?).
+  if (digits !== whole && whole !== fixedPlaces(0, "always").format(digits)) return howTo;
+  // Zeros past the currency's places change nothing: "1200.00" is a yen amount.
+  const kept = fraction.replace(/0+$/, "");
+  if (kept.length > places) {
+    if (!places) return { problem: `${currency} takes no decimals: enter a whole amount, like ${example}.` };
+    return { problem: `${currency} takes at most ${places} decimals, like ${example}.` };
+  }
+  const integer = digits.replace(/^0+(?=\d)/, "");
+  const decimals = fraction.slice(0, places);
+  if (integer.length > MAX_WHOLE_DIGITS) return { problem: "That amount is too large." };
+  if (/^0+$/.test(integer + decimals)) return { problem: "Enter an amount above zero." };
+  return { amount: decimals ? `${integer}.${decimals}` : integer };
 }
 
 function scaled(amount, places) {

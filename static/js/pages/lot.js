@@ -1,10 +1,20 @@
 // The lot page: live price, countdown, bidding over the lot's WebSocket
 // (REST with the same idempotency key when the socket is down or silent), and the lot's chat.
 import { api, getAll } from "../api.js";
-import { compareMoney, dateTime, duration, isAmount, money, serverClock, timeOfDay, whenShort } from "../format.js";
+import {
+  amountForInput,
+  compareMoney,
+  dateTime,
+  duration,
+  money,
+  parseAmount,
+  serverClock,
+  timeOfDay,
+  whenShort,
+} from "../format.js";
 import { applyEvent, flash, imageOrPlaceholder, isMine, lotPhase, outcomeText, priceText, registrationPanel } from "../lots.js";
 import { LiveSocket } from "../socket.js";
-import { $, connectionBadge, el, initPage, setText, showBanner } from "../ui.js";
+import { $, connectionBadge, el, fieldError, initPage, setText, showBanner } from "../ui.js";
 import { LotChat } from "./lot/chat.js";
 
 const lotId = Number($("main").dataset.lotId);
@@ -22,7 +32,7 @@ const state = {
   // Whether the bid message says you lead (true), were outbid (false), or speaks of something else (null).
   messageLeading: null,
 };
-const fmt = (amount) => money(amount, state.lot?.currency);
+const fmt = (amount) => money(amount, state.lot?.currency, state.lot?.currency_places);
 // randomUUID needs a secure context; getRandomValues does not.
 const newRequestId = () =>
   crypto.randomUUID?.() ?? [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
@@ -264,11 +274,11 @@ function showMissing() {
   $("#connection").hidden = true;
 }
 
-// The amount field holds the minimum bid until the bidder types in it.
+// The amount field holds the minimum bid, as the bidder would type it, until the bidder types in it.
 function prefillAmount(force = false) {
   const input = $("#bid-amount");
   if (!state.lot || !(force || input.dataset.auto === "1" || input.value === "")) return;
-  input.value = state.lot.min_next_bid;
+  input.value = amountForInput(state.lot.min_next_bid, state.lot.currency_places);
   input.dataset.auto = "1";
 }
 
@@ -416,19 +426,22 @@ function setUpForm() {
   $("#bid-form").addEventListener("submit", (event) => {
     event.preventDefault();
     if (state.pending.size) return;
-    const bid = amount.value.trim();
-    const ceiling = max.value.trim();
-    for (const input of [amount, max]) input.removeAttribute("aria-invalid");
+    const form = $("#bid-form");
+    const { currency, currency_places: places } = state.lot;
+    // Typed as the page shows amounts; sent as plain decimal strings.
+    const bid = parseAmount(amount.value, currency, places);
+    const ceiling = max.value.trim() ? parseAmount(max.value, currency, places) : null;
+    for (const input of [amount, max]) fieldError(form, input.name, "");
     let problem = null;
-    if (!isAmount(bid)) problem = [amount, "Enter your bid as an amount, like 12.50."];
-    else if (ceiling && !isAmount(ceiling)) problem = [max, "Enter the maximum as an amount, like 40.00, or leave it empty."];
-    else if (ceiling && compareMoney(ceiling, bid) < 0) problem = [max, "Your maximum must be at least your bid."];
+    if (bid.problem) problem = [amount, bid.problem];
+    else if (ceiling?.problem) problem = [max, `${ceiling.problem} Or leave the maximum empty.`];
+    else if (ceiling && compareMoney(ceiling.amount, bid.amount) < 0) problem = [max, "Your maximum must be at least your bid."];
     if (problem) {
-      problem[0].setAttribute("aria-invalid", "true");
+      fieldError(form, problem[0].name, problem[1]);
       problem[0].focus();
-      return say(problem[1], "error");
+      return say("");
     }
-    place("NEW_BID", ceiling ? { amount: bid, max_amount: ceiling } : { amount: bid });
+    place("NEW_BID", ceiling ? { amount: bid.amount, max_amount: ceiling.amount } : { amount: bid.amount });
   });
   $("#buy-now").addEventListener("click", () => {
     setText("#buy-now-confirm-price", fmt(state.lot.buy_now_price));
