@@ -45,13 +45,14 @@ def pages(sample: dict) -> dict[str, tuple[str, str | None]]:
         "page-reset-password": ("/reset-password/?uid=MQ&token=sample", None),
         "page-account": ("/account/", sample["alice"]),
         "page-notifications": ("/notifications/", sample["alice"]),
+        "page-selling": ("/selling/", sample["seller"]),
     }
 
 
 def settled(page: Page, user: str | None) -> None:
     """What is loading has loaded, and live pages are live: the picture shows the page as a person sees it."""
     page.wait_for_load_state("networkidle")
-    expect(page.locator('[aria-busy="true"]')).to_have_count(0)
+    expect(page.locator('[aria-busy="true"]:visible')).to_have_count(0)
     if user:
         expect(page.locator("[data-username]")).to_have_text(user)
     if page.locator("#connection").count():
