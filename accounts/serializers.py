@@ -42,6 +42,19 @@ class UserSerializer(serializers.ModelSerializer):
         return value
 
 
+def check_new_password(attrs: dict, field: str, *, user=None) -> None:
+    """`field` and its `<field>_confirm` match and pass the password validators (for `user`, if known);
+    drops the confirmation. Raises `password_mismatch` or `weak_password`, on their fields."""
+    if attrs[field] != attrs.pop(f"{field}_confirm"):
+        raise serializers.ValidationError(
+            {f"{field}_confirm": ["The two passwords do not match."]}, code="password_mismatch"
+        )
+    try:
+        validate_password(attrs[field], user=user)
+    except DjangoValidationError as exc:
+        raise serializers.ValidationError({field: list(exc.messages)}, code="weak_password") from exc
+
+
 class RegisterSerializer(serializers.Serializer):
     username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
     email = serializers.EmailField(max_length=254)
@@ -51,21 +64,13 @@ class RegisterSerializer(serializers.Serializer):
     last_name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
 
     def validate(self, attrs: dict) -> dict:
-        if attrs["password"] != attrs["password_confirm"]:
-            raise serializers.ValidationError(
-                {"password_confirm": ["The two passwords do not match."]}, code="password_mismatch"
-            )
         candidate = User(
             username=attrs["username"],
             email=attrs["email"],
             first_name=attrs["first_name"],
             last_name=attrs["last_name"],
         )
-        try:
-            validate_password(attrs["password"], user=candidate)
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError({"password": list(exc.messages)}, code="weak_password") from exc
-        attrs.pop("password_confirm")
+        check_new_password(attrs, "password", user=candidate)
         return attrs
 
 
@@ -80,14 +85,7 @@ class PasswordResetConfirmSerializer(serializers.Serializer):
     new_password_confirm = serializers.CharField(max_length=128, write_only=True)
 
     def validate(self, attrs: dict) -> dict:
-        if attrs["new_password"] != attrs["new_password_confirm"]:
-            raise serializers.ValidationError(
-                {"new_password_confirm": ["The two passwords do not match."]}, code="password_mismatch"
-            )
-        try:
-            validate_password(attrs["new_password"])
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError({"new_password": list(exc.messages)}, code="weak_password") from exc
+        check_new_password(attrs, "new_password")
         return attrs
 
 
@@ -97,15 +95,7 @@ class PasswordChangeSerializer(serializers.Serializer):
     new_password_confirm = serializers.CharField(max_length=128, write_only=True)
 
     def validate(self, attrs: dict) -> dict:
-        if attrs["new_password"] != attrs["new_password_confirm"]:
-            raise serializers.ValidationError(
-                {"new_password_confirm": ["The two passwords do not match."]}, code="password_mismatch"
-            )
-        try:
-            validate_password(attrs["new_password"], user=self.context["user"])
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError({"new_password": list(exc.messages)}, code="weak_password") from exc
-        attrs.pop("new_password_confirm")
+        check_new_password(attrs, "new_password", user=self.context["user"])
         return attrs
 
 

@@ -191,7 +191,12 @@ def next_frame(ws, frame_type: str, timeout: float = 10) -> dict:
             return frame
 
 
+class TokenRefused(AssertionError):
+    """The API answered 401: the request's token was refused (or expired on the way)."""
+
+
 def create_lot(base_url: str, token: str, *, ends_in: timedelta) -> int:
+    """A lot of the token's user, open now; raises `TokenRefused` on a 401."""
     reply = http(
         "POST",
         f"{base_url}/api/lots/",
@@ -202,6 +207,8 @@ def create_lot(base_url: str, token: str, *, ends_in: timedelta) -> int:
         },
         headers={"Authorization": f"Bearer {token}"},
     )
+    if reply.status == 401:
+        raise TokenRefused(reply.body)
     assert reply.status == 201, reply.body
     return reply.json()["id"]
 

@@ -13,7 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,8 @@ from testsupport.servers import (
     BASE_DIR,
     MANAGE,
     ServeProcess,
+    TokenRefused,
+    create_lot,
     free_ports,
     http,
     production_env,
@@ -479,10 +481,6 @@ def test_when_the_token_expires_the_client_logs_in_again_and_misses_nothing(tmp_
 HOUR = timedelta(hours=1)
 
 
-class TokenExpired(Exception):
-    """The request's token expired on the way (401)."""
-
-
 def with_fresh_token(base_url: str, username: str, request):
     """`request(token)` with a token just obtained, again with a new one while a 401 says it expired on the way."""
     deadline = time.monotonic() + GENEROUS
@@ -491,25 +489,8 @@ def with_fresh_token(base_url: str, username: str, request):
         assert login.status == 200, login.body
         try:
             return request(login.json()["access"])
-        except TokenExpired:
+        except TokenRefused:
             assert time.monotonic() < deadline, "no token lived long enough for one request"
-
-
-def create_lot(base_url: str, token: str, *, ends_in: timedelta) -> int:
-    reply = http(
-        "POST",
-        f"{base_url}/api/lots/",
-        json_body={
-            "title": "Ship in a bottle",
-            "starting_price": "20.00",
-            "ends_at": (datetime.now(UTC) + ends_in).isoformat(),
-        },
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    if reply.status == 401:
-        raise TokenExpired
-    assert reply.status == 201, reply.body
-    return reply.json()["id"]
 
 
 def place_bid(base_url: str, token: str, lot_id: int, amount: str) -> None:
@@ -520,7 +501,7 @@ def place_bid(base_url: str, token: str, lot_id: int, amount: str) -> None:
         headers={"Authorization": f"Bearer {token}"},
     )
     if reply.status == 401:
-        raise TokenExpired
+        raise TokenRefused(reply.body)
     assert reply.status == 201, reply.body
 
 
