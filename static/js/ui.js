@@ -85,6 +85,14 @@ export function fieldError(form, name, text) {
   else form.elements[name].removeAttribute("aria-invalid");
 }
 
+// The new password and its repetition agree; if not, says so under the repetition and focuses it.
+export function newPasswordsMatch(form) {
+  if (form.elements.new_password.value === form.elements.new_password_confirm.value) return true;
+  fieldError(form, "new_password_confirm", "The two passwords do not match.");
+  form.elements.new_password_confirm.focus();
+  return false;
+}
+
 // The API's field errors under those of `names` they name: a 400's `errors`, or a rule's one `field`
 // (`{code, detail, field}`); the first one marked gets the focus. Returns the names marked.
 export function showFieldErrors(form, error, names) {

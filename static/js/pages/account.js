@@ -1,6 +1,6 @@
 // Account settings: e-mail notifications, the e-mail address, the password.
 import { api } from "../api.js";
-import { $, fieldError, formMessage, initPage, loginUrl, setBusy, showFieldErrors } from "../ui.js";
+import { $, fieldError, formMessage, initPage, loginUrl, newPasswordsMatch, setBusy, showFieldErrors } from "../ui.js";
 
 const PASSWORD_FIELDS = ["current_password", "new_password", "new_password_confirm"];
 // Refusals that are about one field without naming it.
@@ -54,10 +54,7 @@ async function onPassword(event) {
   const fields = Object.fromEntries(PASSWORD_FIELDS.map((name) => [name, form.elements[name].value]));
   PASSWORD_FIELDS.forEach((name) => fieldError(form, name, ""));
   formMessage(form, "");
-  if (fields.new_password !== fields.new_password_confirm) {
-    fieldError(form, "new_password_confirm", "The two passwords do not match.");
-    return form.elements.new_password_confirm.focus();
-  }
+  if (!newPasswordsMatch(form)) return;
   setBusy(form, true);
   try {
     // The answer brings this page new session cookies: only the other devices are logged out.

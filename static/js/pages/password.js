@@ -1,6 +1,6 @@
 // Forgotten passwords: asking for a reset link, and the page that link opens.
 import { api } from "../api.js";
-import { $, fieldError, formMessage, initPage, setBusy, showFieldErrors } from "../ui.js";
+import { $, fieldError, formMessage, initPage, newPasswordsMatch, setBusy, showFieldErrors } from "../ui.js";
 
 const RESET_FIELDS = ["new_password", "new_password_confirm"];
 const BAD_LINK = "This link is invalid, has expired or was used already: ask for a new one below.";
@@ -45,10 +45,7 @@ async function onReset(event) {
   const fields = Object.fromEntries(RESET_FIELDS.map((name) => [name, form.elements[name].value]));
   RESET_FIELDS.forEach((name) => fieldError(form, name, ""));
   formMessage(form, "");
-  if (fields.new_password !== fields.new_password_confirm) {
-    fieldError(form, "new_password_confirm", "The two passwords do not match.");
-    return form.elements.new_password_confirm.focus();
-  }
+  if (!newPasswordsMatch(form)) return;
   setBusy(form, true);
   try {
     await api.post("/api/auth/password-reset/confirm/", { ...resetLink(), ...fields });
