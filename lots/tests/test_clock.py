@@ -333,7 +333,7 @@ def test_winner_and_price_after_proxy_bidding(make_lot, bidder, other_bidder, th
     by_recipient = {m.to[0]: m.subject for m in mailoutbox}
     assert by_recipient["alice@example.com"] == "You won Art deco lamp"
     assert by_recipient["sam_seller@example.com"] == "Sold: Art deco lamp"
-    assert "for 31.00" in next(m.body for m in mailoutbox if m.to == ["alice@example.com"])
+    assert "for USD 31.00" in next(m.body for m in mailoutbox if m.to == ["alice@example.com"])
 
 
 @pytest.mark.django_db
