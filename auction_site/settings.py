@@ -342,6 +342,8 @@ WHITENOISE_AUTOREFRESH = DEBUG
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", str(BASE_DIR / "media")))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# The largest lot photo stored (deploy/nginx.conf refuses bodies over 6 MB before they reach Django).
+LOT_IMAGE_MAX_BYTES = env.int("LOT_IMAGE_MAX_BYTES", 5 * 1024 * 1024)
 
 # --- Auction rules ----------------------------------------------------------
 

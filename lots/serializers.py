@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.validators import slug_re
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
@@ -240,6 +241,15 @@ class LotWriteSerializer(serializers.Serializer):
     # PostgreSQL's `integer` column: a larger number was a database error (a 500).
     lot_number = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**31 - 1)
     draft = serializers.BooleanField(required=False, default=False, write_only=True)
+
+    def validate_image(self, image):
+        limit = settings.LOT_IMAGE_MAX_BYTES
+        if image is not None and image.size > limit:
+            raise serializers.ValidationError(
+                f"A photo may be at most {limit / 1024 / 1024:g} MB; this one is {image.size / 1024 / 1024:.1f} MB.",
+                code="image_too_large",
+            )
+        return image
 
 
 class LotUpdateSerializer(LotWriteSerializer):

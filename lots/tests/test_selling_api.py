@@ -1,9 +1,12 @@
 """What the seller's page reads from the API: what a new lot takes (OPTIONS), and the seller's own lots."""
 
+import io
 from datetime import timedelta
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
+from PIL import Image
 
 from lots.models import Lot, LotStatus
 
@@ -65,3 +68,21 @@ def test_an_edit_that_empties_a_time_is_refused_by_its_field(make_lot, seller, c
     assert response.status_code == 400, response.content
     assert (response.json()["code"], list(response.json()["errors"])) == ("null", [field])
     assert getattr(Lot.objects.get(pk=lot.pk), field) == getattr(lot, field)
+
+
+def test_a_photo_over_the_size_limit_is_refused_by_its_field_and_no_lot_is_made(seller, client_for, settings):
+    settings.LOT_IMAGE_MAX_BYTES = 10_000
+    buffer = io.BytesIO()
+    Image.effect_noise((200, 200), 100).convert("RGB").save(buffer, "PNG")
+    assert buffer.tell() > 10_000
+    photo = SimpleUploadedFile("photo.png", buffer.getvalue(), content_type="image/png")
+    ends_at = (timezone.now() + timedelta(hours=1)).isoformat()
+
+    response = client_for(seller).post(
+        "/api/lots/", {"title": "Teapot", "starting_price": "5", "ends_at": ends_at, "image": photo}, format="multipart"
+    )
+
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "image_too_large"
+    assert list(response.json()["errors"]) == ["image"]
+    assert not Lot.objects.exists()
