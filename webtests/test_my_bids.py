@@ -10,6 +10,8 @@ from webtests.conftest import PHONE, screenshot
 pytestmark = pytest.mark.browser
 
 SHOWN_TIME = re.compile(r"\d{4}.* UTC$")
+# Seconds until a lot ends: the steps before it must fit, on a loaded machine too.
+LOT_SECONDS = 20
 
 
 def open_my_bids(open_page, user: str, **options) -> Page:
@@ -79,3 +81,19 @@ def test_someone_who_never_bid_is_told_so(api, open_page):
 
     expect(page.locator("#my-bids-empty")).to_be_visible()
     expect(page.locator("#my-bids")).to_be_hidden()
+
+
+def test_a_lot_you_were_outbid_on_reads_lost_once_it_ends_without_a_reload(api, open_page):
+    seller, alice, bob = api.register("seller"), api.register("alice"), api.register("bob")
+    # Long enough for the set-up below on a loaded machine; the page must see the end come.
+    clock = api.create_lot(seller, title="Mantel clock", starting_price="10.00", ends_in=LOT_SECONDS)
+    api.bid(alice, clock["id"], "10.00")
+    api.bid(bob, clock["id"], "11.00")
+    page = open_my_bids(open_page, alice)
+    row = page.locator("#my-bids tbody tr").first
+    expect(row.locator(".pill")).to_have_text("Outbid")
+    page.evaluate("window.notReloaded = true")
+
+    # No notice tells a loser: the page reads its table again after the lot's end.
+    expect(row.locator(".pill")).to_have_text("Lost", timeout=(LOT_SECONDS + 30) * 1000)
+    assert page.evaluate("window.notReloaded") is True

@@ -1,6 +1,6 @@
 // My bids (one row per lot, with where you stand), won lots and watchlist.
 import { getAll } from "../api.js";
-import { compareMoney, dateTime, money } from "../format.js";
+import { compareMoney, dateTime, money, serverClock } from "../format.js";
 import { LotCard } from "../lots.js";
 import { $, el, initPage, loginUrl, showBanner } from "../ui.js";
 
@@ -33,6 +33,19 @@ function biddingRow(lot) {
 }
 
 let biddingReads = 0;
+// A lot you bid on ends: you won or lost it, and no notice tells a loser. The table is read again just after
+// the soonest end (longer waits are cut into hours, so a timer never overflows).
+const AFTER_END_MS = 2000;
+const LONGEST_WAIT_MS = 3_600_000;
+let nextEnd = null;
+
+function readAgainAfterTheNextEnd(lots) {
+  clearTimeout(nextEnd);
+  const ends = lots.filter((lot) => lot.status === "open").map((lot) => Date.parse(lot.ends_at));
+  if (!ends.length) return;
+  const wait = Math.min(Math.max(Math.min(...ends) - serverClock.now(), 0) + AFTER_END_MS, LONGEST_WAIT_MS);
+  nextEnd = setTimeout(() => showBidding().catch((error) => showBanner(error.message)), wait);
+}
 
 async function showBidding() {
   const read = ++biddingReads;
@@ -42,6 +55,7 @@ async function showBidding() {
   $("#my-bids tbody").replaceChildren(...lots.map(biddingRow));
   $("#my-bids").hidden = lots.length === 0;
   $("#my-bids-empty").hidden = lots.length > 0;
+  readAgainAfterTheNextEnd(lots);
 }
 
 function showCards(id, lots, user) {
