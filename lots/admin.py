@@ -264,8 +264,24 @@ class AuctionAdmin(admin.ModelAdmin):
 
 @admin.register(Watch)
 class WatchAdmin(admin.ModelAdmin):
+    """Users' watchlists as they made them: staff may look, and take a watch off through the service."""
+
     list_display = ("user", "lot", "created_at")
-    raw_id_fields = ("user", "lot")
+    list_select_related = ("user", "lot")
+    search_fields = ("user__username", "lot__title")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def delete_model(self, request, obj: Watch) -> None:
+        services.unwatch_lot(lot_id=obj.lot_id, user=obj.user)
+
+    def delete_queryset(self, request, queryset: QuerySet[Watch]) -> None:
+        for watch in queryset.select_related("user"):
+            services.unwatch_lot(lot_id=watch.lot_id, user=watch.user)
 
 
 def _decide(modeladmin, request, queryset, decision: str, verb: str) -> None:

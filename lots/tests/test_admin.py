@@ -371,3 +371,19 @@ def test_records_are_labelled_by_name_not_id(make_lot, bidder, staff_user):
     assert str(registration) == f"Paddle {registration.paddle_number} (alice) in Spring sale"
     assert str(LotEvent.objects.get(lot=lot)) == "LOT_UPDATED #1 of Vintage watch"
     assert LotAlias._meta.verbose_name_plural == "lot aliases"
+
+
+def test_staff_take_a_watch_off_through_the_service_and_add_or_edit_none(admin, make_lot, bidder):
+    lot = make_lot()
+    services.watch_lot(lot_id=lot.pk, user=bidder)
+    watch = Watch.objects.get()
+
+    with mock.patch.object(services, "unwatch_lot", wraps=services.unwatch_lot) as unwatch:
+        response = admin.post(
+            "/admin/lots/watch/", {"action": "delete_selected", "_selected_action": [watch.pk], "post": "yes"}
+        )
+
+    assert response.status_code == 302
+    unwatch.assert_called_once_with(lot_id=lot.pk, user=bidder)
+    assert not Watch.objects.exists()
+    assert admin.get("/admin/lots/watch/add/").status_code == 403
