@@ -557,15 +557,35 @@ async def test_ws_rate_limit(ws, new_lot, bidder, other_bidder):
         await socket.send({"type": "CHAT", "text": f"m{n}"})
         assert (await socket.next())["text"] == f"m{n}"
 
-    refused = await socket.request({"type": "CHAT", "text": "one too many"})
+    refused = await socket.request({"type": "CHAT", "text": "one too many", "request_id": "c11"})
 
-    assert (refused["type"], refused["code"]) == ("ERROR", "rate_limited")
+    # The refusal names the request it answers and when to try again, like a bid's.
+    assert (refused["type"], refused["code"], refused["request_id"]) == ("ERROR", "rate_limited", "c11")
+    assert 0 < refused["retry_after"] <= 60
     assert [(await listener.next())["text"] for _ in range(10)] == [f"m{n}" for n in range(10)]
     # The allowance is per user: someone else in the room still speaks.
     assert (await listener.request({"type": "CHAT", "text": "mine"}))["text"] == "mine"
     await socket.next()  # "mine" reaches the refused bidder too
     await listener.assert_silent()
     assert len(await stored(lot)) == 11
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_ws_chat_errors_name_the_request_they_answer(ws, new_lot, bidder, seller):
+    lot = await new_lot()
+    socket, _ = await ws.watch(lot, bidder)
+
+    too_long = await socket.request({"type": "CHAT", "text": "x" * 501, "request_id": "long-1"})
+    not_yours = await socket.request({"type": "HIDE_CHAT", "id": 1, "request_id": "hide-1"})
+    unnamed = await socket.request({"type": "CHAT", "text": "x" * 501})
+    bad_id = await socket.request({"type": "CHAT", "text": "hello", "request_id": 7})
+
+    assert (too_long["code"], too_long["request_id"]) == ("text_too_long", "long-1")
+    assert not_yours["request_id"] == "hide-1"
+    assert unnamed["code"] == "text_too_long" and "request_id" not in unnamed
+    # A request_id that is no string is refused before the message is posted.
+    assert (bad_id["code"], "request_id" in bad_id) == ("invalid_request_id", False)
+    assert await stored(lot) == []
 
 
 @pytest.mark.django_db(transaction=True)

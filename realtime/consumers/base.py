@@ -53,10 +53,13 @@ MAX_REQUEST_ID = 100
 
 
 class ProtocolError(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    """A request refused: an ERROR frame with `code`, `message` and `extra` (e.g. `retry_after`)."""
+
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.extra = extra
 
 
 class TokenBucket:
@@ -85,6 +88,15 @@ def user_context(user) -> dict[str, Any]:
     # No HTTP request behind a socket: the serializer shows this viewer's view,
     # with media URLs relative to the site.
     return {"viewer": user}
+
+
+def _answering(frame: dict) -> dict[str, str]:
+    """An ERROR names the request it answers by the request's own `request_id`, when it carried a valid one."""
+    try:
+        request_id = request_id_of(frame)
+    except ProtocolError:
+        return {}
+    return {} if request_id is None else {"request_id": request_id}
 
 
 def request_id_of(frame: dict) -> str | None:
@@ -369,7 +381,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
         except (ProtocolError, DomainError) as exc:
             # A DomainError here is one the handler did not render, e.g.
             # `lot_not_found` for a lot deleted while the socket was open.
-            await self.send_error(exc.code, exc.message)
+            await self.send_error(exc.code, exc.message, **exc.extra, **_answering(frame))
         except (OperationalError, InterfaceError):
             logger.warning("database unavailable during %s", frame["type"])
             # A bid's answer names its request_id, so the client retries that bid with it.

@@ -237,17 +237,19 @@ class LotConsumer(SocketConsumer):
         )
 
     async def chat(self, frame: dict) -> None:
+        request_id_of(frame)  # refused before the message is posted: its ERROR could name no request
         author = self.require_user()
         try:
             await _post_chat(lot_id=self.lot_id, author=author, text=frame.get("text"))
         except DomainError as exc:
-            raise ProtocolError(exc.code, exc.message) from exc
+            raise ProtocolError(exc.code, exc.message, **exc.extra) from exc
 
     async def get_chat(self, frame: dict) -> None:
         limit = limit_of(frame)
         await self.send_json({"type": EventType.CHAT_HISTORY, "messages": await _chat_history(self.lot_id, limit)})
 
     async def hide_chat(self, frame: dict) -> None:
+        request_id_of(frame)
         actor = self.require_user()
         message_id = frame.get("id")
         if isinstance(message_id, bool) or not isinstance(message_id, int):
@@ -255,11 +257,11 @@ class LotConsumer(SocketConsumer):
         try:
             await _hide_chat(lot_id=self.lot_id, message_id=message_id, actor=actor)
         except DomainError as exc:
-            raise ProtocolError(exc.code, exc.message) from exc
+            raise ProtocolError(exc.code, exc.message, **exc.extra) from exc
 
     async def close_auction(self, frame: dict) -> None:
         actor = self.require_user()
         try:
             await _close_lot(lot_id=self.lot_id, actor=actor)
         except DomainError as exc:
-            raise ProtocolError(exc.code, exc.message) from exc
+            raise ProtocolError(exc.code, exc.message, **exc.extra) from exc

@@ -9,6 +9,11 @@ const SILENCE_LIMIT_MS = 45000;
 const CLOSE_UNAUTHORIZED = 4401;
 const CLOSE_NOT_FOUND = 4404;
 
+// A request's id (its idempotency key for a bid), to match its answer. randomUUID needs a secure context;
+// getRandomValues does not.
+export const newRequestId = () =>
+  crypto.randomUUID?.() ?? [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
+
 export class LiveSocket {
   // onState receives "connecting", "live", "reconnecting" or "gone".
   constructor(path, { onFrame, onState = () => {}, authenticated = false, trackSeq = false }) {

@@ -13,7 +13,7 @@ import {
   whenShort,
 } from "../format.js";
 import { applyEvent, flash, imageOrPlaceholder, isMine, lotPhase, outcomeText, priceText, registrationPanel } from "../lots.js";
-import { LiveSocket } from "../socket.js";
+import { LiveSocket, newRequestId } from "../socket.js";
 import { $, connectionBadge, el, fieldError, initPage, setText, showBanner } from "../ui.js";
 import { LotChat } from "./lot/chat.js";
 
@@ -33,9 +33,6 @@ const state = {
   messageLeading: null,
 };
 const fmt = (amount) => money(amount, state.lot?.currency, state.lot?.currency_places);
-// randomUUID needs a secure context; getRandomValues does not.
-const newRequestId = () =>
-  crypto.randomUUID?.() ?? [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
 
 // What a person reads for each refusal: BID_REJECTED and ERROR codes, and REST error codes.
 const MALFORMED = () => "The page sent a request the server did not understand. Reload the page and try again.";

@@ -2,6 +2,7 @@
 // hiding go over the room's socket when it is live, over REST otherwise.
 import { api } from "../../api.js";
 import { dateTime, whenShort } from "../../format.js";
+import { newRequestId } from "../../socket.js";
 import { $, el, setText } from "../../ui.js";
 
 // REST's page size, and what GET_CHAT asks for, so both reads cover the same messages.
@@ -32,8 +33,6 @@ const PROBLEMS = {
   invalid_limit: MALFORMED,
   binary_not_supported: MALFORMED,
 };
-// Only the chat causes these: such an ERROR answers the chat even when a bid is pending too.
-const CHAT_CODES = new Set(["invalid_text", "text_too_long", "not_lot_manager", "chat_message_not_found"]);
 
 const problemText = (problem) => PROBLEMS[problem.code]?.(problem) ?? (problem.message || "That did not work.");
 
@@ -93,9 +92,9 @@ export class LotChat {
         this.remove(frame.id);
         return true;
       case "ERROR":
-        // A bid's ERROR names its request_id; one without is the chat's if only the chat can cause it or the
-        // chat awaits an answer (a bid then falls back to REST, which answers it for sure).
-        if (frame.request_id || !(CHAT_CODES.has(frame.code) || this.waiting?.timer)) return false;
+        // An ERROR names the request it answers. One without (the socket's own message rate) is the chat's while
+        // it awaits an answer (a pending bid then falls back to REST, which answers it for sure).
+        if (frame.request_id ? frame.request_id !== this.waiting?.requestId : !this.waiting?.timer) return false;
         this.refused(frame);
         return true;
     }
@@ -191,7 +190,10 @@ export class LotChat {
       return this.say("Write a message first.", "error");
     }
     this.say("");
-    if (this.socket.live && this.socket.send({ type: "CHAT", text })) return this.expectAnswer({ kind: "send", text });
+    const requestId = newRequestId();
+    if (this.socket.live && this.socket.send({ type: "CHAT", text, request_id: requestId })) {
+      return this.expectAnswer({ kind: "send", text, requestId });
+    }
     this.overRest({ kind: "send", text }, async () => {
       this.add(await api.post(`/api/lots/${this.lotId}/chat/`, { text }));
       this.sent();
@@ -201,7 +203,10 @@ export class LotChat {
   hide(id) {
     if (this.waiting) return;
     this.say("");
-    if (this.socket.live && this.socket.send({ type: "HIDE_CHAT", id })) return this.expectAnswer({ kind: "hide", id });
+    const requestId = newRequestId();
+    if (this.socket.live && this.socket.send({ type: "HIDE_CHAT", id, request_id: requestId })) {
+      return this.expectAnswer({ kind: "hide", id, requestId });
+    }
     this.overRest({ kind: "hide", id }, async () => {
       await api.post(`/api/lots/${this.lotId}/chat/${id}/hide/`);
       this.settle();
