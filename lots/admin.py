@@ -261,6 +261,17 @@ class AuctionAdmin(admin.ModelAdmin):
     inlines = [LotInline]
     actions = [stagger_lots]
 
+    def save_model(self, request, obj: Auction, form, change) -> None:
+        data = form.cleaned_data
+        if change:
+            auction = services.update_auction(
+                auction_id=obj.pk, changes={name: data[name] for name in form.changed_data}
+            )
+        else:
+            auction = services.create_auction(**{name: data[name] for name in form.fields if name in data})
+        obj.pk = auction.pk
+        obj.refresh_from_db()
+
 
 @admin.register(Watch)
 class WatchAdmin(admin.ModelAdmin):

@@ -125,6 +125,10 @@ class AuctionListApi(generics.ListCreateAPIView):
         # An aggregate drops Meta.ordering: restate it, or pages could repeat or skip sales.
         return selectors.list_auctions().annotate(lot_count=Count("lots")).order_by("-created_at", "-id")
 
+    def perform_create(self, serializer: AuctionSerializer) -> None:
+        serializer.instance = services.create_auction(**serializer.validated_data)
+        serializer.instance.lot_count = 0  # what the list and detail views annotate
+
 
 class AuctionStaggerApi(APIView):
     """Staff: end the sale's lots one after another, in catalogue order."""
@@ -148,6 +152,11 @@ class AuctionDetailApi(generics.RetrieveUpdateAPIView):
 
     def get_queryset(self):
         return selectors.list_auctions().annotate(lot_count=Count("lots"))
+
+    def perform_update(self, serializer: AuctionDetailSerializer) -> None:
+        before = serializer.instance
+        serializer.instance = services.update_auction(auction_id=before.pk, changes=serializer.validated_data)
+        serializer.instance.lot_count = before.lot_count
 
 
 def _auction_or_404(slug: str):

@@ -3,7 +3,7 @@
 Every writer of a lot takes its row lock through `lock_lot` (`locks`), the same
 lock the bid service takes, so a close and a bid never interleave.
 
-- `catalogue`: creating, editing, deleting lots, staggering a sale's ends;
+- `catalogue`: creating, editing, deleting lots, staggering a sale's ends; `sales`: creating and editing sales;
 - `lifecycle`: opening, closing, cancelling; `scheduling`: the clock's claims of due lots;
 - `watchlist`; `registrations`: registering to bid in a sale, and staff's decisions.
 """
@@ -12,6 +12,7 @@ from lots.services.catalogue import create_lot, delete_lot, stagger_auction_lots
 from lots.services.lifecycle import cancel_lot, close_lot, finish_lot, open_lot
 from lots.services.locks import ensure_can_manage, lock_lot
 from lots.services.registrations import decide_registration, register_for_auction
+from lots.services.sales import create_auction, update_auction
 from lots.services.scheduling import (
     announce_next_ending_soon,
     close_due_lots,
@@ -26,6 +27,7 @@ __all__ = [
     "cancel_lot",
     "close_due_lots",
     "close_lot",
+    "create_auction",
     "create_lot",
     "decide_registration",
     "delete_lot",
@@ -38,6 +40,7 @@ __all__ = [
     "settle_lot_if_due",
     "stagger_auction_lots",
     "unwatch_lot",
+    "update_auction",
     "update_lot",
     "visible_lot_settled",
     "watch_lot",

@@ -387,3 +387,24 @@ def test_staff_take_a_watch_off_through_the_service_and_add_or_edit_none(admin, 
     unwatch.assert_called_once_with(lot_id=lot.pk, user=bidder)
     assert not Watch.objects.exists()
     assert admin.get("/admin/lots/watch/add/").status_code == 403
+
+
+def test_staff_make_and_edit_a_sale_through_the_sales_services(admin):
+    inline = {
+        "lots-TOTAL_FORMS": "0",
+        "lots-INITIAL_FORMS": "0",
+        "lots-MIN_NUM_FORMS": "0",
+        "lots-MAX_NUM_FORMS": "1000",
+    }
+    sale = {"title": "Winter sale", "slug": "winter", "description": "", "stagger_seconds": "0", **inline}
+
+    with mock.patch.object(services, "create_auction", wraps=services.create_auction) as create:
+        added = admin.post("/admin/lots/auction/add/", sale)
+    auction = Auction.objects.get(slug="winter")
+    with mock.patch.object(services, "update_auction", wraps=services.update_auction) as update:
+        changed = admin.post(f"/admin/lots/auction/{auction.pk}/change/", {**sale, "title": "Winter Clocks"})
+
+    assert (added.status_code, changed.status_code) == (302, 302)
+    create.assert_called_once()
+    update.assert_called_once_with(auction_id=auction.pk, changes={"title": "Winter Clocks"})
+    assert Auction.objects.get(pk=auction.pk).title == "Winter Clocks"
