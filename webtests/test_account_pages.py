@@ -93,6 +93,8 @@ def test_a_forgotten_password_is_reset_from_the_emailed_link(api, open_page, auc
     page = open_page("/login/", viewport=PHONE)
     page.get_by_role("link", name="Forgot password?").click()
     expect(page).to_have_url(re.compile(r"/forgot-password/$"))
+    # Loaded: the page's script has taken over the form (before, a click would post it natively).
+    page.wait_for_load_state()
 
     page.get_by_label("E-mail", exact=True).fill("rita-at-example.com")
     page.get_by_role("button", name="Send me a link").click()
